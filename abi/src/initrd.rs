@@ -1,0 +1,259 @@
+//! The initrd container: a fixed header, then a postcard payload.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  MAGIC ("CAPKINRD")
+//!      8     4  FORMAT_VERSION (u32 LE)
+//!     12     4  header length (u32 LE, = HEADER_LEN)
+//!     16     8  payload length in bytes (u64 LE)
+//!     24     8  checksum of the payload (u64 LE, see [`checksum`])
+//!     32     -  payload: postcard-encoded [`Payload`]
+//! ```
+//!
+//! The payload borrows from the buffer it is decoded from: the kernel
+//! decodes it in place in the Multiboot2 module and maps program images
+//! from there without copying.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+/// First eight bytes of every initrd.
+pub const MAGIC: [u8; 8] = *b"CAPKINRD";
+/// Current format version.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes in the fixed header.
+pub const HEADER_LEN: usize = 32;
+/// Largest payload accepted (keeps boot time bounded).
+pub const PAYLOAD_MAX: u64 = 64 << 20;
+
+/// What the initrd carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload<'a> {
+    /// The validated manifest.
+    #[serde(borrow)]
+    pub manifest: Manifest<'a>,
+    /// Program images by name.
+    #[serde(borrow)]
+    pub programs: Vec<ProgramImage<'a>>,
+}
+
+impl<'a> Payload<'a> {
+    /// Finds a program image by name.
+    pub fn program(&self, name: &str) -> Option<&ProgramImage<'a>> {
+        self.programs.iter().find(|p| p.name == name)
+    }
+}
+
+/// One program's ELF file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramImage<'a> {
+    /// Name used by manifests and spawn.
+    pub name: &'a str,
+    /// The ELF file, unchanged.
+    #[serde(with = "serde_bytes_borrowed")]
+    pub elf: &'a [u8],
+}
+
+mod serde_bytes_borrowed {
+    //! `&[u8]` as a serde byte string (postcard stores it as length + bytes),
+    //! borrowed on decode.
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'de [u8], D::Error> {
+        <&'de [u8] as serde::Deserialize<'de>>::deserialize(d)
+    }
+}
+
+/// Why an initrd was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitrdError {
+    /// Shorter than the header.
+    TooShort,
+    /// The magic does not match.
+    BadMagic,
+    /// A format version this build does not read.
+    BadVersion(u32),
+    /// The header length field is wrong.
+    BadHeaderLen(u32),
+    /// The payload length exceeds the data or the limit.
+    BadLength { declared: u64, available: u64 },
+    /// The checksum does not match.
+    BadChecksum { declared: u64, computed: u64 },
+    /// postcard could not decode the payload.
+    BadPayload,
+}
+
+impl core::fmt::Display for InitrdError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitrdError::TooShort => write!(f, "initrd shorter than its {HEADER_LEN}-byte header"),
+            InitrdError::BadMagic => write!(f, "initrd magic mismatch"),
+            InitrdError::BadVersion(v) => {
+                write!(f, "initrd format version {v}, expected {FORMAT_VERSION}")
+            }
+            InitrdError::BadHeaderLen(v) => write!(f, "initrd header length {v}, expected {HEADER_LEN}"),
+            InitrdError::BadLength { declared, available } => write!(
+                f,
+                "initrd payload length {declared} but {available} bytes follow the header"
+            ),
+            InitrdError::BadChecksum { declared, computed } => write!(
+                f,
+                "initrd checksum mismatch: header {declared:#018x}, computed {computed:#018x}"
+            ),
+            InitrdError::BadPayload => write!(f, "initrd payload does not decode"),
+        }
+    }
+}
+
+/// The payload checksum: a 64-bit multiply-rotate hash over little-endian
+/// words (the tail zero-padded), seeded with the length. Word-at-a-time so
+/// that the kernel's check stays cheap when guest kernel code is emulated.
+pub fn checksum(data: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (data.len() as u64) ^ 0x243f_6a88_85a3_08d3;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(29);
+    }
+    h ^ (h >> 31)
+}
+
+/// Builds a complete initrd (header + payload).
+pub fn encode(payload: &Payload<'_>) -> Result<Vec<u8>, postcard::Error> {
+    let body = postcard::to_allocvec(payload)?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&checksum(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(w)
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// Checks the header and checksum and returns the payload bytes.
+pub fn verify(data: &[u8]) -> Result<&[u8], InitrdError> {
+    if data.len() < HEADER_LEN {
+        return Err(InitrdError::TooShort);
+    }
+    if data[..8] != MAGIC {
+        return Err(InitrdError::BadMagic);
+    }
+    let version = le_u32(&data[8..]);
+    if version != FORMAT_VERSION {
+        return Err(InitrdError::BadVersion(version));
+    }
+    let header_len = le_u32(&data[12..]);
+    if header_len as usize != HEADER_LEN {
+        return Err(InitrdError::BadHeaderLen(header_len));
+    }
+    let declared = le_u64(&data[16..]);
+    let available = (data.len() - HEADER_LEN) as u64;
+    if declared > available || declared > PAYLOAD_MAX {
+        return Err(InitrdError::BadLength { declared, available });
+    }
+    // `declared <= available` fits in usize.
+    let body = &data[HEADER_LEN..HEADER_LEN + declared as usize];
+    let declared_sum = le_u64(&data[24..]);
+    let computed = checksum(body);
+    if declared_sum != computed {
+        return Err(InitrdError::BadChecksum { declared: declared_sum, computed });
+    }
+    Ok(body)
+}
+
+/// Verifies and decodes an initrd, borrowing from `data`.
+pub fn decode(data: &[u8]) -> Result<Payload<'_>, InitrdError> {
+    let body = verify(data)?;
+    postcard::from_bytes(body).map_err(|_| InitrdError::BadPayload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::CapKind;
+    use crate::manifest::*;
+    use alloc::vec;
+
+    fn sample() -> Vec<u8> {
+        let elf = [0x7fu8, b'E', b'L', b'F', 1, 2, 3];
+        let p = Payload {
+            manifest: Manifest {
+                scenario: Scenario { name: "x", description: Some("d"), timeout_ms: Some(5) },
+                programs: vec![ProgramSpec {
+                    name: "p",
+                    args: vec!["a", "b"],
+                    caps: vec![CapKind::Console],
+                    expect: Expect::Exit(3),
+                }],
+                workload: None,
+            },
+            programs: vec![ProgramImage { name: "p", elf: &elf }],
+        };
+        encode(&p).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = sample();
+        let p = decode(&bytes).unwrap();
+        assert_eq!(p.manifest.scenario.name, "x");
+        assert_eq!(p.program("p").unwrap().elf.len(), 7);
+        assert_eq!(p.manifest.programs[0].args, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn corruption_detected() {
+        let good = sample();
+        let mut b = good.clone();
+        b[0] ^= 1;
+        assert_eq!(decode(&b), Err(InitrdError::BadMagic));
+        let mut b = good.clone();
+        b[8] = 9;
+        assert_eq!(decode(&b), Err(InitrdError::BadVersion(9)));
+        let mut b = good.clone();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        assert!(matches!(decode(&b), Err(InitrdError::BadChecksum { .. })));
+        let b = &good[..good.len() - 1];
+        assert!(matches!(decode(b), Err(InitrdError::BadLength { .. })));
+        assert_eq!(decode(&good[..10]), Err(InitrdError::TooShort));
+    }
+
+    #[test]
+    fn checksum_sensitive_to_every_byte() {
+        let data: Vec<u8> = (0..37u8).collect();
+        let base = checksum(&data);
+        for i in 0..data.len() {
+            let mut d = data.clone();
+            d[i] ^= 1;
+            assert_ne!(checksum(&d), base, "byte {i}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The validated manifest, as carried in the initrd.
+//!
+//! mkimage parses and checks the TOML (CONTRACTS.md section 2) and stores
+//! this form; the kernel's init service runs it. Strings borrow from the
+//! initrd so the kernel copies nothing.
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::caps::CapKind;
+
+/// Schema version of the manifest format.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Longest scenario name.
+pub const NAME_MAX: usize = 48;
+/// Largest integer `workers` value.
+pub const WORKERS_MAX: u32 = 256;
+/// Largest `repeat` value.
+pub const REPEAT_MAX: u32 = 100;
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest<'a> {
+    /// `[scenario]`.
+    #[serde(borrow)]
+    pub scenario: Scenario<'a>,
+    /// `[[program]]`, in order.
+    #[serde(borrow)]
+    pub programs: Vec<ProgramSpec<'a>>,
+    /// `[workload]`, if any.
+    pub workload: Option<Workload>,
+}
+
+/// `[scenario]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scenario<'a> {
+    /// `[a-z0-9-]`, 1..=48 chars.
+    pub name: &'a str,
+    /// Free text.
+    pub description: Option<&'a str>,
+    /// Guest-side watchdog; the scenario FAILs when it fires.
+    pub timeout_ms: Option<u64>,
+}
+
+/// One `[[program]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramSpec<'a> {
+    /// Name of a program image in the initrd.
+    pub name: &'a str,
+    /// Arguments.
+    #[serde(borrow)]
+    pub args: Vec<&'a str>,
+    /// Capabilities granted, in slot order from slot 1.
+    pub caps: Vec<CapKind>,
+    /// What counts as success.
+    pub expect: Expect,
+}
+
+/// A program's expected end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    /// `exit:N`.
+    Exit(i64),
+    /// `fault`.
+    Fault,
+}
+
+impl Expect {
+    /// Parses `exit:N` or `fault`.
+    pub fn parse(s: &str) -> Option<Expect> {
+        if s == "fault" {
+            return Some(Expect::Fault);
+        }
+        let n = s.strip_prefix("exit:")?;
+        if n.is_empty() || n.starts_with('+') {
+            return None;
+        }
+        n.parse().ok().map(Expect::Exit)
+    }
+}
+
+/// `[workload]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Only primes for now.
+    pub kind: WorkloadKind,
+    /// Count primes in `[lo, hi)`.
+    pub lo: u64,
+    /// Exclusive upper bound, `> lo`.
+    pub hi: u64,
+    /// The verified answer.
+    pub expected: u64,
+    /// Worker count.
+    pub workers: Workers,
+    /// Processes or threads.
+    pub mode: Mode,
+    /// Timed runs in one boot, 1..=100.
+    pub repeat: u32,
+    /// Diagnostic: workers hold one shared lock while they count.
+    pub serialize: bool,
+}
+
+/// Workload kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    /// Prime counting.
+    Primes,
+}
+
+/// `workers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Workers {
+    /// A fixed count, 1..=256.
+    Count(u32),
+    /// One per online CPU.
+    Cpus,
+}
+
+impl Workers {
+    /// Resolves against the number of online CPUs.
+    pub fn resolve(self, cpus: u32) -> u32 {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Cpus => cpus.max(1),
+        }
+    }
+}
+
+/// `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Independent worker processes.
+    Process,
+    /// Sibling threads of one process.
+    Thread,
+}
+
+impl Mode {
+    /// The manifest word.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Process => "process",
+            Mode::Thread => "thread",
+        }
+    }
+}
+
+/// Whether `name` is a valid scenario name.
+pub fn valid_scenario_name(name: &str) -> bool {
+    (1..=NAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The program the init service runs for a `[workload]`.
+pub const WORKLOAD_PROGRAM: &str = "primes";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expect_parse() {
+        assert_eq!(Expect::parse("exit:0"), Some(Expect::Exit(0)));
+        assert_eq!(Expect::parse("exit:-3"), Some(Expect::Exit(-3)));
+        assert_eq!(Expect::parse("fault"), Some(Expect::Fault));
+        assert_eq!(Expect::parse("exit:"), None);
+        assert_eq!(Expect::parse("exit:+1"), None);
+        assert_eq!(Expect::parse("exit"), None);
+        assert_eq!(Expect::parse("crash"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_scenario_name("smp-process-scale"));
+        assert!(!valid_scenario_name(""));
+        assert!(!valid_scenario_name("Upper"));
+        assert!(!valid_scenario_name("a_b"));
+        assert!(!valid_scenario_name(&"a".repeat(49)));
+    }
+}
