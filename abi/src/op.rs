@@ -68,6 +68,9 @@ pub enum Op {
     MemUnmap = 18,
     /// self: value0 = free physical frames, value1 = the caller's pid. result 0.
     MemStats = 19,
+    /// self: set the calling thread's FS base (its TLS pointer) to `args[0]`,
+    /// which must be a canonical user address. result 0.
+    SetTls = 20,
 }
 
 /// Largest single console write.
@@ -83,10 +86,10 @@ impl Op {
     /// Decodes a raw opcode.
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
-        const ALL: [Op; 20] = [
+        const ALL: [Op; 21] = [
             Nop, ConsoleWrite, TimerNow, TimerSleep, Spawn, ProcWait, ProcKill, Exit,
             ThreadSpawn, ThreadJoin, ThreadExit, Park, Unpark, StatsBusy, CpuRecord,
-            CapClose, SysInfo, MemMap, MemUnmap, MemStats,
+            CapClose, SysInfo, MemMap, MemUnmap, MemStats, SetTls,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -166,10 +169,10 @@ mod tests {
 
     #[test]
     fn opcodes_round_trip() {
-        for raw in 0..=19 {
+        for raw in 0..=20 {
             assert_eq!(Op::from_raw(raw).map(|o| o as u32), Some(raw));
         }
-        assert_eq!(Op::from_raw(20), None);
+        assert_eq!(Op::from_raw(21), None);
         assert_eq!(Op::from_raw(u32::MAX), None);
     }
 }
