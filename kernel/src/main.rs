@@ -1,2 +1,86 @@
+//! A capability kernel for x86-64.
+//!
+//! Boot order (docs/architecture/boot.md): serial console, boot
+//! information, frames, kernel page tables, heap, this CPU's tables and
+//! per-CPU block, the initrd, the other CPUs, then the init service and
+//! the scheduler. Only `arch` and a few `mm` modules may use `unsafe`.
 #![no_std]
 #![no_main]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+#[macro_use]
+mod console;
+mod arch;
+mod init;
+mod initrd;
+mod irq;
+mod mm;
+mod panic;
+mod sched;
+mod sync;
+mod trap;
+
+use mm::frame::PhysRange;
+
+/// Low memory kept out of the frame allocator (real-mode IVT, BIOS data,
+/// the AP trampoline, EBDA, VGA and ROM areas).
+const LOW_MEMORY_END: u64 = 0x10_0000;
+
+/// The boot CPU's Rust entry.
+pub fn kmain(boot_info_phys: u64) -> ! {
+    arch::serial::init();
+    kprintln!("kernel: booting");
+    let facts = early_facts(boot_info_phys);
+    mm_init(&facts);
+    arch::init_cpu(0, 0);
+    kprintln!(
+        "kernel: memory {} MiB free in {} frames, heap {} MiB",
+        mm::frame::free_frames() * 4096 >> 20,
+        mm::frame::free_frames(),
+        mm::heap::HEAP_BYTES >> 20
+    );
+    let initrd = match facts.modules().first() {
+        Some(m) => initrd::load(*m),
+        None => panic!("no initrd: GRUB passed no Multiboot2 module"),
+    };
+    init::run(initrd)
+}
+
+fn early_facts(boot_info_phys: u64) -> EarlyFacts {
+    // The boot stub identity-maps the first 4 GiB, where GRUB puts the
+    // boot information.
+    match arch::multiboot::read_identity(boot_info_phys) {
+        Ok(f) => EarlyFacts(f),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+struct EarlyFacts(arch::multiboot::BootFacts);
+
+impl EarlyFacts {
+    fn ram(&self) -> &[PhysRange] {
+        &self.0.ram[..self.0.nram]
+    }
+    fn modules(&self) -> &[PhysRange] {
+        &self.0.modules[..self.0.nmodules]
+    }
+}
+
+fn mm_init(f: &EarlyFacts) {
+    let mut reserved = [PhysRange { start: 0, end: 0 }; 3 + arch::multiboot::MAX_MODULES];
+    reserved[0] = PhysRange { start: 0, end: LOW_MEMORY_END };
+    reserved[1] = mm::kernel_space::image_range();
+    reserved[2] = f.0.info;
+    for (i, m) in f.modules().iter().enumerate() {
+        reserved[3 + i] = *m;
+    }
+    let top = mm::frame::init(f.ram(), &reserved[..3 + f.modules().len()]);
+    mm::kernel_space::init(top);
+    mm::heap::init();
+    mm::frame::enable_free_list();
+}
+
+/// Stops every other CPU (panic path). No-op until SMP is up.
+pub fn smp_stop_others() {}

@@ -1,0 +1,84 @@
+# Every user-facing command (CONTRACTS.md section 1). Run from the repository root.
+#   make run-smp-process-scale   the multi-process scaling benchmark
+#   make test                    host unit tests, then every smoke manifest
+SHELL := /bin/bash
+.DEFAULT_GOAL := iso
+
+MANIFEST ?= manifests/default.toml
+SMP ?= 2
+ACCEL ?= auto
+MEM ?= 512M
+RUNS ?= 3
+REPEAT ?= 3
+SMP_LIST ?= 1 2 4
+SMOKE_SMP ?= 1 2 4
+TIMEOUT ?=
+
+ROOT := $(CURDIR)
+BUILD := $(ROOT)/build
+KERNEL_TARGET_DIR := $(ROOT)/target/kernel
+KERNEL_ELF := $(KERNEL_TARGET_DIR)/x86_64-unknown-none/release/kernel
+MKIMAGE := $(ROOT)/target/release/mkimage
+HARNESS := $(ROOT)/target/release/harness
+KERNEL_RUSTFLAGS := -C code-model=kernel -C relocation-model=static
+# One image folder per manifest (absolute paths work too).
+IMAGE_DIR := $(BUILD)/images/$(basename $(notdir $(MANIFEST)))
+TIMEOUT_ARG := $(if $(TIMEOUT),--timeout $(TIMEOUT),)
+
+.PHONY: iso run test debug clean deps prereqs kernel programs tools \
+        run-smp-process-scale run-thread-scale fmt clippy
+
+deps:
+	@scripts/install-deps.sh
+
+tools: deps
+	cargo build --release -q -p mkimage -p harness
+
+kernel: deps
+	cd kernel && CARGO_TARGET_DIR=$(KERNEL_TARGET_DIR) RUSTFLAGS="$(KERNEL_RUSTFLAGS)" \
+	    cargo build --release -q --target x86_64-unknown-none
+	@mkdir -p $(BUILD)
+	strip -o $(BUILD)/kernel $(KERNEL_ELF)
+
+programs: deps
+	scripts/build-programs.sh $(BUILD)/programs
+
+prereqs: tools kernel programs
+
+iso: prereqs
+	@scripts/mkiso.sh $(MANIFEST) $(IMAGE_DIR)
+
+run: iso
+	$(HARNESS) run --iso $(IMAGE_DIR)/os.iso --smp $(SMP) --accel $(ACCEL) --mem $(MEM) $(TIMEOUT_ARG)
+
+test: deps
+	cargo test -q
+	$(MAKE) --no-print-directory prereqs
+	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --accel $(ACCEL) $(TIMEOUT_ARG) manifests/smoke-*.toml
+
+run-smp-process-scale: prereqs
+	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/smp-process-scale.toml,$(MANIFEST)) \
+	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(TIMEOUT_ARG)
+
+run-thread-scale: prereqs
+	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/thread-scale.toml,$(MANIFEST)) \
+	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(TIMEOUT_ARG)
+
+debug: iso
+	@echo "QEMU waits for gdb on :1234. Attach with:"
+	@echo "  gdb $(KERNEL_ELF) -ex 'target remote :1234'"
+	qemu-system-x86_64 -machine pc -nodefaults -no-reboot -display none -serial stdio \
+	    -m $(MEM) -smp $(SMP) -cdrom $(IMAGE_DIR)/os.iso -boot d \
+	    -device isa-debug-exit,iobase=0xf4,iosize=0x04 -accel tcg -cpu max -s -S
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy -q --all-targets -- -D warnings
+	cd kernel && CARGO_TARGET_DIR=$(KERNEL_TARGET_DIR) RUSTFLAGS="$(KERNEL_RUSTFLAGS)" \
+	    cargo clippy -q --release --target x86_64-unknown-none -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)

@@ -1,0 +1,65 @@
+//! Per-CPU GDT and TSS.
+//!
+//! Layout (fixed; the syscall MSRs and the user frames depend on it):
+//! `0x08` kernel code, `0x10` kernel data, `0x18` user data (DPL 3),
+//! `0x20` user code (DPL 3), `0x28` the TSS. TSS.RSP0 is the CPU's one
+//! kernel stack (shared with the syscall entry); IST1 is the double-fault
+//! stack, IST2 the NMI stack (the stop IPI arrives as an NMI).
+
+use alloc::boxed::Box;
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::load_tss;
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable, SegmentSelector};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::{PrivilegeLevel, VirtAddr};
+
+/// Kernel code selector.
+pub const KERNEL_CS: u16 = 0x08;
+/// Kernel data selector.
+pub const KERNEL_DS: u16 = 0x10;
+/// User data selector (RPL 3).
+pub const USER_DS: u16 = 0x18 | 3;
+/// User code selector (RPL 3).
+pub const USER_CS: u16 = 0x20 | 3;
+
+/// IST index of the double-fault stack (1-based in the IDT, 0-based in the TSS).
+pub const IST_DOUBLE_FAULT: u16 = 1;
+/// IST index of the NMI stack.
+pub const IST_NMI: u16 = 2;
+/// Size of each IST stack.
+pub const IST_STACK_BYTES: usize = 16 * 1024;
+
+/// Builds and loads a GDT and TSS for this CPU. `kernel_stack_top` becomes
+/// TSS.RSP0. The tables are leaked: a CPU never goes away.
+pub fn init_cpu(kernel_stack_top: u64) {
+    let mut tss = Box::new(TaskStateSegment::new());
+    tss.privilege_stack_table[0] = VirtAddr::new(kernel_stack_top);
+    for ist in [IST_DOUBLE_FAULT, IST_NMI] {
+        let stack: &'static mut [u8] = Box::leak(alloc::vec![0u8; IST_STACK_BYTES].into_boxed_slice());
+        let top = (stack.as_ptr() as u64 + IST_STACK_BYTES as u64) & !15;
+        tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(top);
+    }
+    let tss: &'static TaskStateSegment = Box::leak(tss);
+
+    let gdt: &'static mut GlobalDescriptorTable = Box::leak(Box::new(GlobalDescriptorTable::new()));
+    let kcs = gdt.append(Descriptor::kernel_code_segment());
+    let kds = gdt.append(Descriptor::kernel_data_segment());
+    let uds = gdt.append(Descriptor::user_data_segment());
+    let ucs = gdt.append(Descriptor::user_code_segment());
+    let tss_sel = gdt.append(Descriptor::tss_segment(tss));
+    assert_eq!(kcs.0, KERNEL_CS);
+    assert_eq!(kds.0, KERNEL_DS);
+    assert_eq!(uds.0 | 3, USER_DS);
+    assert_eq!(ucs.0 | 3, USER_CS);
+    assert_eq!(tss_sel.0, 0x28);
+    gdt.load();
+    // SAFETY: the selectors index the GDT just loaded, with the layout the
+    // asserts above check; the TSS descriptor is present and unused.
+    unsafe {
+        CS::set_reg(SegmentSelector::new(1, PrivilegeLevel::Ring0));
+        SS::set_reg(SegmentSelector::new(2, PrivilegeLevel::Ring0));
+        DS::set_reg(SegmentSelector::new(2, PrivilegeLevel::Ring0));
+        ES::set_reg(SegmentSelector::new(2, PrivilegeLevel::Ring0));
+        load_tss(tss_sel);
+    }
+}

@@ -1,0 +1,86 @@
+//! Reading the Multiboot2 boot information.
+//!
+//! Called twice: once very early through the boot stub's identity map (to
+//! find RAM before the kernel's own tables exist) and once later through
+//! the direct map (for the ACPI RSDP and the modules). Everything the
+//! kernel needs is copied out into plain values.
+
+use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
+
+use crate::mm::frame::PhysRange;
+
+/// Most memory-map entries kept.
+pub const MAX_AREAS: usize = 32;
+/// Most modules kept.
+pub const MAX_MODULES: usize = 4;
+
+/// What the kernel takes from the boot information.
+pub struct BootFacts {
+    /// Available RAM.
+    pub ram: [PhysRange; MAX_AREAS],
+    /// Entries used in `ram`.
+    pub nram: usize,
+    /// Modules (the initrd is the first).
+    pub modules: [PhysRange; MAX_MODULES],
+    /// Entries used in `modules`.
+    pub nmodules: usize,
+    /// The boot information itself.
+    pub info: PhysRange,
+    /// Physical address of the RSDP copy inside the boot information, if
+    /// GRUB passed one (the v2 tag preferred), and whether it is v2.
+    pub rsdp: Option<(u64, bool)>,
+}
+
+/// Parses the boot information at virtual address `virt` (whose physical
+/// address is `phys`).
+///
+/// # Safety
+/// `virt` must map the Multiboot2 information GRUB left at `phys`, and that
+/// memory must not have been reused.
+pub unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
+    // SAFETY: guaranteed by the caller: a valid boot information structure.
+    let info = unsafe { BootInformation::load(virt as *const BootInformationHeader) }
+        .map_err(|_| "malformed Multiboot2 boot information")?;
+    let mut f = BootFacts {
+        ram: [PhysRange { start: 0, end: 0 }; MAX_AREAS],
+        nram: 0,
+        modules: [PhysRange { start: 0, end: 0 }; MAX_MODULES],
+        nmodules: 0,
+        info: PhysRange { start: phys, end: phys + info.total_size() as u64 },
+        rsdp: None,
+    };
+    let map = info.memory_map_tag().ok_or("boot information has no memory map")?;
+    for area in map.memory_areas() {
+        if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available && f.nram < MAX_AREAS {
+            f.ram[f.nram] = PhysRange { start: area.start_address(), end: area.end_address() };
+            f.nram += 1;
+        }
+    }
+    for m in info.module_tags() {
+        if f.nmodules < MAX_MODULES {
+            f.modules[f.nmodules] = PhysRange { start: u64::from(m.start_address()), end: u64::from(m.end_address()) };
+            f.nmodules += 1;
+        }
+    }
+    let base = virt;
+    if let Some(t) = info.rsdp_v2_tag() {
+        f.rsdp = Some((phys + (t as *const _ as *const u8 as u64 - base) + 8, true));
+    } else if let Some(t) = info.rsdp_v1_tag() {
+        f.rsdp = Some((phys + (t as *const _ as *const u8 as u64 - base) + 8, false));
+    }
+    Ok(f)
+}
+
+/// Identity-mapped limit of the boot stub's early tables.
+const EARLY_IDENTITY_END: u64 = 4 << 30;
+
+/// Parses the boot information through the boot stub's identity map.
+pub fn read_identity(phys: u64) -> Result<BootFacts, &'static str> {
+    if phys == 0 || phys % 8 != 0 || phys >= EARLY_IDENTITY_END - 4096 {
+        return Err("boot information address out of range");
+    }
+    // SAFETY: GRUB left the boot information at `phys` (EBX, checked by the
+    // boot stub together with the magic), below 4 GiB, which the early
+    // tables identity-map; nothing has reused that memory yet.
+    unsafe { read(phys, phys) }
+}

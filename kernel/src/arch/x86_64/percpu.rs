@@ -1,0 +1,71 @@
+//! The per-CPU block reached through GS.
+//!
+//! Convention (settled for the whole kernel): while a CPU runs kernel code,
+//! `GS_BASE` points at its [`PerCpu`] block and `KERNEL_GS_BASE` holds the
+//! user's GS base (always 0: user space cannot change it). Every entry from
+//! user mode (syscall, interrupt, exception) executes `swapgs` first, every
+//! return to user mode executes it last; entries from kernel mode don't.
+//! So `gs:` addressing in the kernel always reaches this CPU's block.
+//!
+//! The block holds only what the entry assembly needs at fixed offsets plus
+//! the CPU's id; everything else per-CPU lives in `crate::percpu`, indexed
+//! by that id.
+
+use core::mem::offset_of;
+
+use super::cpu::{msr, rdmsr, wrmsr};
+
+/// The arch part of a CPU's state, at fixed offsets for the entry stubs.
+#[repr(C, align(64))]
+pub struct PerCpu {
+    /// Points at this block (for reading the block's address via `gs:0`).
+    pub self_ptr: u64,
+    /// Top of this CPU's kernel stack (also TSS.RSP0).
+    pub kernel_stack_top: u64,
+    /// The user RSP saved by the syscall stub before switching stacks.
+    pub user_rsp_scratch: u64,
+    /// Dense CPU index, 0 = boot CPU.
+    pub cpu_id: u64,
+    /// Local APIC id.
+    pub apic_id: u64,
+}
+
+/// `gs:` offset of [`PerCpu::kernel_stack_top`], used by the syscall stub.
+pub const KERNEL_STACK_TOP_OFFSET: usize = offset_of!(PerCpu, kernel_stack_top);
+/// `gs:` offset of [`PerCpu::user_rsp_scratch`].
+pub const USER_RSP_SCRATCH_OFFSET: usize = offset_of!(PerCpu, user_rsp_scratch);
+/// `gs:` offset of [`PerCpu::cpu_id`].
+pub const CPU_ID_OFFSET: usize = offset_of!(PerCpu, cpu_id);
+
+/// Installs `block` as this CPU's GS base. Called once per CPU at bring-up,
+/// before interrupts are enabled.
+pub fn install(block: &'static mut PerCpu) {
+    assert_eq!(rdmsr(msr::GS_BASE), 0, "GS base installed twice");
+    let addr = block as *mut PerCpu as u64;
+    block.self_ptr = addr;
+    // SAFETY: GS base is owned by this module and written once per CPU;
+    // `block` is 'static so the pointer never dangles. KERNEL_GS_BASE = 0
+    // is the user's GS base (see the module doc).
+    unsafe {
+        wrmsr(msr::GS_BASE, addr);
+        wrmsr(msr::KERNEL_GS_BASE, 0);
+    }
+}
+
+/// This CPU's dense index.
+#[inline(always)]
+pub fn cpu_id() -> usize {
+    let id: u64;
+    // SAFETY: GS base points at this CPU's PerCpu block while in the
+    // kernel (module doc); the load reads its `cpu_id` field.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{off}]", out(reg) id, off = const CPU_ID_OFFSET,
+                         options(nostack, preserves_flags, readonly))
+    };
+    id as usize
+}
+
+/// Whether this CPU has installed its block yet (false very early in boot).
+pub fn installed() -> bool {
+    rdmsr(msr::GS_BASE) != 0
+}

@@ -1,0 +1,214 @@
+//! x86-64 four-level page tables, edited through the direct map.
+//!
+//! This module owns the page-table format: entries, flags, walking,
+//! mapping and unmapping 4 KiB pages, and tearing down a user half. It does
+//! not decide what to map (that is `addr_space` and the boot code) and it
+//! does no TLB maintenance (callers flush, or shoot down, after changes).
+//! Callers serialize edits of one tree (the address space lock).
+#![allow(unsafe_code)]
+
+use super::frame::{self, Frame};
+use super::PAGE_SIZE;
+use crate::arch;
+
+/// Page-table entry flags (Intel SDM vol. 3, 4.5).
+pub mod flags {
+    /// Present.
+    pub const PRESENT: u64 = 1 << 0;
+    /// Writable.
+    pub const WRITABLE: u64 = 1 << 1;
+    /// User-accessible.
+    pub const USER: u64 = 1 << 2;
+    /// Write-through.
+    pub const WRITE_THROUGH: u64 = 1 << 3;
+    /// Cache disable.
+    pub const NO_CACHE: u64 = 1 << 4;
+    /// Large page (in a PDPTE or PDE).
+    pub const HUGE: u64 = 1 << 7;
+    /// Global (not flushed on CR3 writes).
+    pub const GLOBAL: u64 = 1 << 8;
+    /// Software: the address space owns the frame and frees it on unmap.
+    pub const OWNED: u64 = 1 << 9;
+    /// No execute.
+    pub const NO_EXECUTE: u64 = 1 << 63;
+}
+
+/// Physical-address bits of an entry.
+const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// The first kernel-half PML4 index.
+pub const KERNEL_PML4_START: usize = 256;
+
+/// Why a mapping could not be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for an intermediate table.
+    NoMemory,
+    /// Something is already mapped there.
+    AlreadyMapped,
+}
+
+fn table(frame_phys: u64) -> *mut [u64; 512] {
+    super::phys_to_virt(frame_phys) as *mut [u64; 512]
+}
+
+fn index(va: u64, level: u32) -> usize {
+    ((va >> (12 + 9 * level)) & 511) as usize
+}
+
+/// Allocates and zeroes a frame for a page table.
+pub fn alloc_table() -> Option<Frame> {
+    let f = frame::alloc()?;
+    arch::zero_page(f.virt());
+    Some(f)
+}
+
+/// Maps the 4 KiB page at `va` to `phys` with `leaf_flags` (PRESENT is
+/// added). Intermediate tables get PRESENT|WRITABLE, plus USER in the
+/// user half.
+pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<(), MapError> {
+    let user = va < 0x0000_8000_0000_0000;
+    let inter = flags::PRESENT | flags::WRITABLE | if user { flags::USER } else { 0 };
+    let mut t = root.phys();
+    for level in (1..4).rev() {
+        // SAFETY: `t` is a page-table frame of this tree (the root or an
+        // entry's target); the direct map covers it; the caller serializes
+        // edits of this tree.
+        let entry = unsafe { &mut (*table(t))[index(va, level)] };
+        if *entry & flags::PRESENT == 0 {
+            let f = alloc_table().ok_or(MapError::NoMemory)?;
+            *entry = f.phys() | inter;
+        } else if *entry & flags::HUGE != 0 {
+            return Err(MapError::AlreadyMapped);
+        }
+        t = *entry & ADDR_MASK;
+    }
+    // SAFETY: as above; `t` is now the level-1 table.
+    let entry = unsafe { &mut (*table(t))[index(va, 0)] };
+    if *entry & flags::PRESENT != 0 {
+        return Err(MapError::AlreadyMapped);
+    }
+    *entry = (phys & ADDR_MASK) | leaf_flags | flags::PRESENT;
+    Ok(())
+}
+
+/// Removes the 4 KiB mapping at `va`; returns the old entry's physical
+/// address and flags. The caller flushes the TLB.
+pub fn unmap_4k(root: Frame, va: u64) -> Option<(u64, u64)> {
+    let entry = leaf_entry(root, va)?;
+    // SAFETY: `leaf_entry` returned a pointer into a level-1 table of this tree.
+    let old = unsafe { core::ptr::replace(entry, 0) };
+    Some((old & ADDR_MASK, old & !ADDR_MASK))
+}
+
+/// The physical address and flags `va` maps to, if any (4 KiB, 2 MiB and
+/// 1 GiB pages).
+pub fn translate(root: Frame, va: u64) -> Option<(u64, u64)> {
+    let mut t = root.phys();
+    for level in (0..4).rev() {
+        // SAFETY: `t` is a page-table frame of this tree, read only.
+        let e = unsafe { (*table(t))[index(va, level)] };
+        if e & flags::PRESENT == 0 {
+            return None;
+        }
+        if level == 0 || e & flags::HUGE != 0 {
+            let page = 1u64 << (12 + 9 * level);
+            let base = e & ADDR_MASK & !(page - 1);
+            return Some((base + (va & (page - 1)), e & !ADDR_MASK));
+        }
+        t = e & ADDR_MASK;
+    }
+    None
+}
+
+fn leaf_entry(root: Frame, va: u64) -> Option<*mut u64> {
+    let mut t = root.phys();
+    for level in (1..4).rev() {
+        // SAFETY: as in `translate`.
+        let e = unsafe { (*table(t))[index(va, level)] };
+        if e & flags::PRESENT == 0 || e & flags::HUGE != 0 {
+            return None;
+        }
+        t = e & ADDR_MASK;
+    }
+    // SAFETY: `t` is a level-1 table of this tree; the pointer stays in it.
+    let e = unsafe { &mut (*table(t))[index(va, 0)] };
+    if *e & flags::PRESENT == 0 {
+        return None;
+    }
+    Some(e as *mut u64)
+}
+
+/// Writes entry `i` of the root table directly (boot: kernel half).
+pub fn set_root_entry(root: Frame, i: usize, value: u64) {
+    // SAFETY: `root` is a PML4 frame the caller owns; i < 512 is checked by indexing.
+    unsafe { (*table(root.phys()))[i] = value };
+}
+
+/// Reads entry `i` of the root table.
+pub fn root_entry(root: Frame, i: usize) -> u64 {
+    // SAFETY: as above, read only.
+    unsafe { (*table(root.phys()))[i] }
+}
+
+/// Maps `[phys, phys + len)` at `va` with huge pages of `1 << shift` bytes
+/// (shift 21 or 30) under `root`, for the kernel's direct map.
+pub fn map_huge_range(root: Frame, va: u64, phys: u64, len: u64, shift: u32, leaf_flags: u64) -> Result<(), MapError> {
+    let page = 1u64 << shift;
+    let stop_level = if shift == 30 { 2 } else { 1 };
+    let mut off = 0;
+    while off < len {
+        let v = va + off;
+        let mut t = root.phys();
+        for level in ((stop_level + 1)..4).rev() {
+            // SAFETY: `t` is a table of the kernel tree being built at boot,
+            // before any other CPU runs.
+            let entry = unsafe { &mut (*table(t))[index(v, level)] };
+            if *entry & flags::PRESENT == 0 {
+                let f = alloc_table().ok_or(MapError::NoMemory)?;
+                *entry = f.phys() | flags::PRESENT | flags::WRITABLE;
+            }
+            t = *entry & ADDR_MASK;
+        }
+        // SAFETY: as above.
+        let entry = unsafe { &mut (*table(t))[index(v, stop_level)] };
+        *entry = (phys + off) | leaf_flags | flags::PRESENT | flags::HUGE;
+        off += page;
+    }
+    Ok(())
+}
+
+/// Frees every owned frame and every table of the user half of `root`
+/// (PML4 entries 0..256) and clears those entries. The caller makes sure
+/// no CPU still uses these translations.
+pub fn free_user_half(root: Frame) {
+    for i in 0..KERNEL_PML4_START {
+        let e = root_entry(root, i);
+        if e & flags::PRESENT != 0 {
+            free_subtree(e & ADDR_MASK, 2);
+            set_root_entry(root, i, 0);
+        }
+    }
+}
+
+fn free_subtree(t: u64, level: u32) {
+    for i in 0..512 {
+        // SAFETY: `t` is a user-half table of a tree no CPU uses any more.
+        let e = unsafe { (*table(t))[i] };
+        if e & flags::PRESENT == 0 {
+            continue;
+        }
+        if level == 0 {
+            if e & flags::OWNED != 0 {
+                frame::free(Frame::from_phys(e & ADDR_MASK));
+            }
+        } else {
+            free_subtree(e & ADDR_MASK, level - 1);
+        }
+    }
+    frame::free(Frame::from_phys(t));
+}
+
+/// Page-aligns `x` down.
+pub fn page_floor(x: u64) -> u64 {
+    x & !(PAGE_SIZE - 1)
+}

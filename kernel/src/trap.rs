@@ -1,0 +1,52 @@
+//! Trap dispatch: what happens after an entry stub saved a frame.
+//!
+//! Exceptions from kernel mode are kernel bugs: they panic with the vector,
+//! RIP, error code and (for #PF) CR2. Exceptions from user mode end the
+//! faulting process. Interrupt vectors go to their owners.
+
+use crate::arch::{self, TrapFrame};
+
+/// Exception names by vector (Intel SDM vol. 3, table 6-1).
+const EXCEPTION_NAMES: [&str; 32] = [
+    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
+    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
+    "segment not present", "stack fault", "general protection", "page fault", "reserved",
+    "x87 error", "alignment check", "machine check", "SIMD error", "virtualization",
+    "control protection", "reserved", "reserved", "reserved", "reserved", "reserved",
+    "reserved", "hypervisor injection", "VMM communication", "security", "reserved",
+];
+
+/// Vector of the page fault.
+const VECTOR_PAGE_FAULT: u64 = 14;
+
+/// Called by the entry stubs for every vector.
+pub fn handle(frame: &mut TrapFrame) {
+    if arch::entry::is_reflected_syscall(frame) {
+        arch::entry::reflect_syscall(frame);
+        syscall(frame);
+        return;
+    }
+    if frame.vector < 32 {
+        exception(frame);
+        return;
+    }
+    crate::irq::handle(frame);
+}
+
+fn exception(frame: &mut TrapFrame) {
+    let name = EXCEPTION_NAMES[frame.vector as usize];
+    let addr = if frame.vector == VECTOR_PAGE_FAULT { arch::cpu::cr2() } else { 0 };
+    if frame.from_user() {
+        crate::sched::user_fault(frame, addr);
+        return;
+    }
+    panic!(
+        "kernel {} (vector {}) rip={:#x} error={:#x} cr2={:#x} rsp={:#x}",
+        name, frame.vector, frame.rip, frame.error, addr, frame.rsp
+    );
+}
+
+/// The one system call, from either entry path.
+pub fn syscall(frame: &mut TrapFrame) {
+    crate::sched::syscall(frame);
+}
