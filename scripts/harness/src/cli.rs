@@ -1,0 +1,414 @@
+//! Command-line parsing, by hand: three subcommands with a few flags each.
+//!
+//! Flags take their value as the next argument (`--smp 2`) or after `=`
+//! (`--smp=2`). Empty values (`--accel ""`, as `make` passes for unset
+//! variables) mean "use the default".
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::qemu::AccelRequest;
+
+/// Printed for `--help` and after a usage error.
+pub const USAGE: &str = "\
+usage:
+  harness run --iso ISO [--smp N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS] [--log FILE]
+  harness test [--smp-list \"1 2 4\"] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
+               [--logdir DIR] [--mkiso PATH] MANIFEST...
+  harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 3] [--repeat 3] [--accel auto|kvm|tcg]
+                [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]";
+
+/// Default guest memory.
+pub const DEFAULT_MEM: &str = "512M";
+
+/// A parsed command line.
+#[derive(Debug)]
+pub enum Command {
+    /// `--help`.
+    Help,
+    /// `harness run`.
+    Run(RunOpts),
+    /// `harness test`.
+    Test(TestOpts),
+    /// `harness scale`.
+    Scale(ScaleOpts),
+}
+
+/// Options shared by every subcommand that boots QEMU.
+#[derive(Debug, Clone)]
+pub struct BootOpts {
+    /// Accelerator request.
+    pub accel: AccelRequest,
+    /// `-m` value.
+    pub mem: String,
+    /// Per-boot timeout; `None` picks the default for the accelerator.
+    pub timeout: Option<Duration>,
+}
+
+/// `harness run`.
+#[derive(Debug)]
+pub struct RunOpts {
+    /// The ISO to boot.
+    pub iso: PathBuf,
+    /// CPU count.
+    pub smp: u32,
+    /// Accelerator, memory, timeout.
+    pub boot: BootOpts,
+    /// Copy of the serial console.
+    pub log: Option<PathBuf>,
+}
+
+/// `harness test`.
+#[derive(Debug)]
+pub struct TestOpts {
+    /// Manifests to build and boot.
+    pub manifests: Vec<PathBuf>,
+    /// CPU counts to boot each under.
+    pub smp_list: Vec<u32>,
+    /// Accelerator, memory, timeout.
+    pub boot: BootOpts,
+    /// Where the serial logs go.
+    pub logdir: PathBuf,
+    /// The ISO builder script.
+    pub mkiso: PathBuf,
+}
+
+/// `harness scale`.
+#[derive(Debug)]
+pub struct ScaleOpts {
+    /// The benchmark manifest.
+    pub manifest: PathBuf,
+    /// CPU counts.
+    pub smp_list: Vec<u32>,
+    /// Boots per CPU count.
+    pub runs: u32,
+    /// Timed runs per boot (overrides the manifest's `repeat`).
+    pub repeat: u32,
+    /// Accelerator, memory, timeout.
+    pub boot: BootOpts,
+    /// Results root (`<out>/<scenario>/<stamp>/`).
+    pub out: PathBuf,
+    /// The ISO builder script.
+    pub mkiso: PathBuf,
+}
+
+/// Largest CPU count we pass to QEMU.
+const MAX_SMP: u32 = 256;
+/// Largest `--runs`.
+const MAX_RUNS: u32 = 100;
+/// Largest `--repeat` (the manifest allows 1..=100).
+const MAX_REPEAT: u32 = 100;
+
+/// Parses `args` (without the program name).
+pub fn parse(args: &[String]) -> Result<Command> {
+    let Some((sub, rest)) = args.split_first() else {
+        bail!("missing subcommand");
+    };
+    let flags = Flags::split(rest)?;
+    match sub.as_str() {
+        "-h" | "--help" | "help" => Ok(Command::Help),
+        "run" => parse_run(flags).map(Command::Run),
+        "test" => parse_test(flags).map(Command::Test),
+        "scale" => parse_scale(flags).map(Command::Scale),
+        other => bail!("unknown subcommand {other:?}"),
+    }
+}
+
+/// Flags (`--name value`) and positional arguments, in order.
+struct Flags {
+    pairs: Vec<(String, String)>,
+    positional: Vec<String>,
+}
+
+impl Flags {
+    fn split(args: &[String]) -> Result<Self> {
+        let mut pairs = Vec::new();
+        let mut positional = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            if let Some(name) = arg.strip_prefix("--") {
+                if name == "help" {
+                    pairs.push(("help".to_string(), String::new()));
+                } else if let Some((k, v)) = name.split_once('=') {
+                    pairs.push((k.to_string(), v.to_string()));
+                } else {
+                    let value = it
+                        .next()
+                        .with_context(|| format!("--{name} needs a value"))?;
+                    pairs.push((name.to_string(), value.clone()));
+                }
+            } else {
+                positional.push(arg.clone());
+            }
+        }
+        Ok(Self { pairs, positional })
+    }
+
+    /// The last non-empty value of `--name`, removed from the set.
+    fn take(&mut self, name: &str) -> Option<String> {
+        let mut found = None;
+        self.pairs.retain(|(k, v)| {
+            if k == name {
+                if !v.trim().is_empty() {
+                    found = Some(v.trim().to_string());
+                }
+                false
+            } else {
+                true
+            }
+        });
+        found
+    }
+
+    fn take_u32(&mut self, name: &str, default: u32, max: u32) -> Result<u32> {
+        match self.take(name) {
+            None => Ok(default),
+            Some(v) => {
+                let n: u32 = v
+                    .parse()
+                    .with_context(|| format!("--{name}: {v:?} is not a number"))?;
+                if n == 0 || n > max {
+                    bail!("--{name}: {n} is out of range 1..={max}");
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    fn take_boot(&mut self) -> Result<BootOpts> {
+        let accel = match self.take("accel") {
+            None => AccelRequest::Auto,
+            Some(v) => AccelRequest::parse(&v)?,
+        };
+        let mem = self.take("mem").unwrap_or_else(|| DEFAULT_MEM.to_string());
+        if !mem.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bail!("--mem: {mem:?} is not a size like 512M");
+        }
+        let timeout = match self.take("timeout") {
+            None => None,
+            Some(v) => {
+                let secs: f64 = v
+                    .parse()
+                    .with_context(|| format!("--timeout: {v:?} is not a number of seconds"))?;
+                if !(secs > 0.0 && secs <= 86_400.0) {
+                    bail!("--timeout: {secs} is out of range (0, 86400]");
+                }
+                Some(Duration::from_secs_f64(secs))
+            }
+        };
+        Ok(BootOpts {
+            accel,
+            mem,
+            timeout,
+        })
+    }
+
+    fn take_smp_list(&mut self) -> Result<Vec<u32>> {
+        match self.take("smp-list") {
+            None => Ok(vec![1, 2, 4]),
+            Some(v) => parse_smp_list(&v),
+        }
+    }
+
+    fn take_mkiso(&mut self) -> PathBuf {
+        self.take("mkiso")
+            .map(PathBuf::from)
+            .unwrap_or_else(default_mkiso)
+    }
+
+    /// Fails on any flag nobody took.
+    fn finish(self) -> Result<Vec<String>> {
+        if let Some((k, _)) = self.pairs.first() {
+            if k == "help" {
+                bail!("usage requested");
+            }
+            bail!("unknown flag --{k}");
+        }
+        Ok(self.positional)
+    }
+}
+
+/// Parses a CPU-count list such as `"1 2 4"` or `"1,2,4"`.
+pub fn parse_smp_list(s: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for word in s
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        let n: u32 = word
+            .parse()
+            .with_context(|| format!("CPU count {word:?} is not a number"))?;
+        if n == 0 || n > MAX_SMP {
+            bail!("CPU count {n} is out of range 1..={MAX_SMP}");
+        }
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    if out.is_empty() {
+        bail!("empty CPU-count list");
+    }
+    Ok(out)
+}
+
+/// `scripts/mkiso.sh` under the current directory (make runs us from the
+/// repository root), else in the repository this harness was built from.
+fn default_mkiso() -> PathBuf {
+    let here = PathBuf::from("scripts/mkiso.sh");
+    let path = if here.is_file() {
+        here
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mkiso.sh")
+    };
+    std::fs::canonicalize(&path).unwrap_or(path)
+}
+
+fn parse_run(mut f: Flags) -> Result<RunOpts> {
+    let iso = f
+        .take("iso")
+        .map(PathBuf::from)
+        .context("run needs --iso ISO")?;
+    let smp = f.take_u32("smp", 2, MAX_SMP)?;
+    let boot = f.take_boot()?;
+    let log = f.take("log").map(PathBuf::from);
+    let positional = f.finish()?;
+    if let Some(extra) = positional.first() {
+        bail!("unexpected argument {extra:?}");
+    }
+    Ok(RunOpts {
+        iso,
+        smp,
+        boot,
+        log,
+    })
+}
+
+fn parse_test(mut f: Flags) -> Result<TestOpts> {
+    let smp_list = f.take_smp_list()?;
+    let boot = f.take_boot()?;
+    let logdir = f
+        .take("logdir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/test-logs"));
+    let mkiso = f.take_mkiso();
+    let manifests: Vec<PathBuf> = f.finish()?.into_iter().map(PathBuf::from).collect();
+    if manifests.is_empty() {
+        bail!("test needs at least one MANIFEST");
+    }
+    Ok(TestOpts {
+        manifests,
+        smp_list,
+        boot,
+        logdir,
+        mkiso,
+    })
+}
+
+fn parse_scale(mut f: Flags) -> Result<ScaleOpts> {
+    let manifest = f
+        .take("manifest")
+        .map(PathBuf::from)
+        .context("scale needs --manifest M")?;
+    let smp_list = f.take_smp_list()?;
+    let runs = f.take_u32("runs", 3, MAX_RUNS)?;
+    let repeat = f.take_u32("repeat", 3, MAX_REPEAT)?;
+    let boot = f.take_boot()?;
+    let out = f
+        .take("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/scale"));
+    let mkiso = f.take_mkiso();
+    let positional = f.finish()?;
+    if let Some(extra) = positional.first() {
+        bail!("unexpected argument {extra:?}");
+    }
+    Ok(ScaleOpts {
+        manifest,
+        smp_list,
+        runs,
+        repeat,
+        boot,
+        out,
+        mkiso,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn run_flags() {
+        let Ok(Command::Run(o)) = parse(&args(&[
+            "run",
+            "--iso",
+            "a.iso",
+            "--smp=4",
+            "--accel",
+            "tcg",
+            "--timeout",
+            "5",
+        ])) else {
+            panic!("expected run");
+        };
+        assert_eq!(o.iso, PathBuf::from("a.iso"));
+        assert_eq!(o.smp, 4);
+        assert_eq!(o.boot.accel, AccelRequest::Tcg);
+        assert_eq!(o.boot.timeout, Some(Duration::from_secs(5)));
+        assert_eq!(o.boot.mem, "512M");
+    }
+
+    #[test]
+    fn empty_values_mean_default() {
+        let Ok(Command::Scale(o)) = parse(&args(&[
+            "scale",
+            "--manifest",
+            "m.toml",
+            "--accel",
+            "",
+            "--runs",
+            "",
+            "--smp-list",
+            "1,2",
+        ])) else {
+            panic!("expected scale");
+        };
+        assert_eq!(o.boot.accel, AccelRequest::Auto);
+        assert_eq!(o.runs, 3);
+        assert_eq!(o.repeat, 3);
+        assert_eq!(o.smp_list, vec![1, 2]);
+    }
+
+    #[test]
+    fn test_positional_manifests() {
+        let Ok(Command::Test(o)) =
+            parse(&args(&["test", "--smp-list", "1 2 4", "a.toml", "b.toml"]))
+        else {
+            panic!("expected test");
+        };
+        assert_eq!(o.manifests.len(), 2);
+        assert_eq!(o.smp_list, vec![1, 2, 4]);
+        assert_eq!(o.logdir, PathBuf::from("target/test-logs"));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(parse(&args(&[])).is_err());
+        assert!(parse(&args(&["bogus"])).is_err());
+        assert!(parse(&args(&["run"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "x", "--smp", "0"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "x", "--frob", "1"])).is_err());
+        assert!(parse(&args(&["run", "--iso"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "x", "--accel", "xen"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "x", "--timeout", "-1"])).is_err());
+        assert!(parse(&args(&["test"])).is_err());
+        assert!(parse_smp_list("1 x").is_err());
+        assert!(parse_smp_list(" ").is_err());
+    }
+}

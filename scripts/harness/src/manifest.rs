@@ -1,0 +1,104 @@
+//! The few manifest fields the harness needs (CONTRACTS.md section 2).
+//!
+//! mkimage is the validator; this reads only `[scenario] name` and the
+//! `[workload]` range, ignoring everything else, so a manifest mkimage
+//! accepts always loads here.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// What the harness uses from a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestInfo {
+    /// `[scenario] name`.
+    pub name: String,
+    /// `[workload]`, if present.
+    pub workload: Option<WorkloadInfo>,
+}
+
+/// The workload's range and answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct WorkloadInfo {
+    /// Range start.
+    pub lo: u64,
+    /// Range end (exclusive).
+    pub hi: u64,
+    /// Expected prime count.
+    pub expected: u64,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    scenario: RawScenario,
+    workload: Option<WorkloadInfo>,
+}
+
+#[derive(Deserialize)]
+struct RawScenario {
+    name: String,
+}
+
+/// Longest scenario name (CONTRACTS.md section 2).
+const MAX_NAME_LEN: usize = 48;
+
+/// Reads a manifest file.
+pub fn load(path: &Path) -> Result<ManifestInfo> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Parses manifest text.
+pub fn parse(text: &str) -> Result<ManifestInfo> {
+    let raw: Raw = toml::from_str(text).context("not a valid manifest")?;
+    let name = raw.scenario.name;
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !valid {
+        bail!("[scenario] name {name:?} is not [a-z0-9-], 1..={MAX_NAME_LEN} chars");
+    }
+    if let Some(w) = raw.workload {
+        if w.hi <= w.lo {
+            bail!("[workload] hi must be > lo");
+        }
+    }
+    Ok(ManifestInfo {
+        name,
+        workload: raw.workload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_name_and_workload() {
+        let m = parse(
+            "[scenario]\nname = \"smp-process-scale\"\n[[program]]\nname = \"primes\"\n[workload]\nkind = \"primes\"\nlo = 0\nhi = 1_000_000_000\nexpected = 50_847_534\nworkers = \"cpus\"\nmode = \"process\"\n",
+        )
+        .expect("valid");
+        assert_eq!(m.name, "smp-process-scale");
+        assert_eq!(
+            m.workload,
+            Some(WorkloadInfo {
+                lo: 0,
+                hi: 1_000_000_000,
+                expected: 50_847_534
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_manifests() {
+        assert!(parse("").is_err());
+        assert!(parse("[scenario]\nname = \"Bad Name\"\n").is_err());
+        assert!(
+            parse("[scenario]\nname = \"x\"\n[workload]\nlo = 5\nhi = 5\nexpected = 0\n").is_err()
+        );
+        assert!(parse("[scenario]\nname = \"ok\"\n").is_ok());
+    }
+}

@@ -1,0 +1,622 @@
+//! `harness scale`: the scaling benchmark (CONTRACTS.md section 5).
+//!
+//! Builds the ISO once (with the `repeat` override), times the workload
+//! natively on the host, then boots the ISO `runs` times per CPU count,
+//! interleaved (run 1: every CPU count, run 2: every CPU count, ...) so slow
+//! drift on the host hits every CPU count alike. Every raw log is kept;
+//! the summary, plot and verdict are written next to them, and the last
+//! stdout line is the `RESULT` line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::ScaleOpts;
+use crate::manifest::{self, WorkloadInfo};
+use crate::mkiso;
+use crate::native;
+use crate::parse::BootLog;
+use crate::qemu::{self, Accel, AccelRequest, Purpose};
+use crate::report::{self, BootRecord, PerCpuCount, Summary};
+use crate::runner::{self, BootSpec, STATUS_FAIL, STATUS_PASS};
+use crate::stats;
+use crate::svg;
+use crate::verdict::{self, Expect, Finding, Kind, THRESHOLD};
+
+/// Default per-boot timeout for the benchmark: boot under PVM takes up to
+/// ~45 s, and the timed runs come on top.
+pub const DEFAULT_SCALE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// One boot's results, before aggregation.
+struct Boot {
+    record: BootRecord,
+    log: BootLog,
+}
+
+/// `harness scale`. Even when the benchmark cannot run (a bad manifest, no
+/// KVM when KVM was requested, a full disk), the last stdout line is a
+/// `RESULT ... reason=error FAIL` line.
+pub fn scale_command(opts: &ScaleOpts) -> Result<u8> {
+    let mut accel = match opts.boot.accel {
+        AccelRequest::Tcg => Accel::Tcg,
+        _ => Accel::Kvm,
+    };
+    let fallback_name = opts
+        .manifest
+        .file_stem()
+        .map_or_else(|| "scale".to_string(), |s| s.to_string_lossy().into_owned());
+    match run_benchmark(opts, &mut accel) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("harness: error: {e:#}");
+            let scenario = manifest::load(&opts.manifest).map_or(fallback_name, |m| m.name);
+            println!("FAIL error: {e:#}");
+            println!("RESULT {scenario} speedup2=0.00 threshold={THRESHOLD:.2} accel={} reason=error FAIL", accel.name());
+            Ok(1)
+        }
+    }
+}
+
+/// The benchmark proper; `accel` is updated as soon as it is chosen.
+fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
+    let info = manifest::load(&opts.manifest)?;
+    let scenario = info.name.clone();
+    let Some(work) = info.workload else {
+        bail!("{} has no [workload] section", opts.manifest.display());
+    };
+    let (accel, accel_reason) =
+        qemu::choose(opts.boot.accel, Purpose::Benchmark, qemu::HostKvm::probe())?;
+    *accel_out = accel;
+    eprintln!("harness: accel={} ({accel_reason})", accel.name());
+    if accel == Accel::Tcg {
+        eprintln!("harness: accel=tcg: timings mean nothing under TCG; judging correctness and concurrency only");
+    }
+    let scenario_dir = opts.out.join(&scenario);
+    let (stamp, dir) = fresh_stamp_dir(&scenario_dir)?;
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
+    report::point_latest(&scenario_dir, &stamp)?;
+    eprintln!("harness: results in {}", dir.display());
+
+    let mut findings = Vec::new();
+    let iso = match mkiso::build(
+        &opts.mkiso,
+        &opts.manifest,
+        &scenario_dir.join(".iso"),
+        Some(opts.repeat),
+    ) {
+        Ok(iso) => Some(iso),
+        Err(e) => {
+            findings.push(Finding {
+                kind: Kind::Boot,
+                text: format!("building the ISO: {e:#}"),
+            });
+            None
+        }
+    };
+    let native_ms = run_native(opts, &work, &mut findings);
+    let boots = match &iso {
+        Some(iso) => run_boots(opts, iso, accel, &raw, &work, &mut findings),
+        None => Vec::new(),
+    };
+    let summary = summarize(
+        opts,
+        &scenario,
+        accel,
+        accel_reason,
+        &work,
+        boots,
+        native_ms,
+        findings,
+    );
+    report::write(&dir, &summary)?;
+    let plot = svg::speedup_svg(
+        &format!("{} speedup (accel={})", summary.scenario, summary.accel),
+        &opts.smp_list,
+        &summary.speedup,
+        &summary.native_speedup,
+    );
+    std::fs::write(dir.join("speedup.svg"), plot).context("writing speedup.svg")?;
+    print_result(&summary, &dir);
+    Ok(if summary.verdict == "PASS" { 0 } else { 1 })
+}
+
+/// `<scenario_dir>/<UTC stamp>`, made unique with a suffix if needed.
+fn fresh_stamp_dir(scenario_dir: &Path) -> Result<(String, PathBuf)> {
+    std::fs::create_dir_all(scenario_dir)
+        .with_context(|| format!("creating {}", scenario_dir.display()))?;
+    let base = report::utc_stamp();
+    for i in 1..100 {
+        let stamp = if i == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{i}")
+        };
+        let dir = scenario_dir.join(&stamp);
+        if std::fs::create_dir(&dir).is_ok() {
+            return Ok((stamp, dir));
+        }
+    }
+    bail!(
+        "cannot create a fresh results folder under {}",
+        scenario_dir.display()
+    )
+}
+
+/// Native runs: worker count -> every run's ms.
+fn run_native(
+    opts: &ScaleOpts,
+    w: &WorkloadInfo,
+    findings: &mut Vec<Finding>,
+) -> BTreeMap<u32, Vec<f64>> {
+    let mut out = BTreeMap::new();
+    for &threads in &opts.smp_list {
+        eprintln!("harness: native: {threads} thread(s), {} run(s)", opts.runs);
+        match native::measure(w.lo, w.hi, w.expected, threads, opts.runs) {
+            Ok(times) => {
+                out.insert(threads, times);
+            }
+            Err(e) => findings.push(Finding {
+                kind: Kind::WrongCount,
+                text: format!("native: {e:#}"),
+            }),
+        }
+    }
+    out
+}
+
+/// Every boot, interleaved by run, with progress on stderr.
+fn run_boots(
+    opts: &ScaleOpts,
+    iso: &Path,
+    accel: Accel,
+    raw: &Path,
+    w: &WorkloadInfo,
+    findings: &mut Vec<Finding>,
+) -> Vec<Boot> {
+    let timeout = opts.boot.timeout.unwrap_or(DEFAULT_SCALE_TIMEOUT);
+    let total = opts.runs as usize * opts.smp_list.len();
+    let started = Instant::now();
+    let mut boots = Vec::new();
+    for run in 1..=opts.runs {
+        for &smp in &opts.smp_list {
+            let done = boots.len();
+            eprintln!(
+                "harness: boot {} of {total}: run {run} of {}, smp={smp}; {}",
+                done + 1,
+                opts.runs,
+                progress(started.elapsed(), done, total)
+            );
+            let name = format!("smp{smp}-run{run}.log");
+            let log_path = raw.join(&name);
+            let spec = BootSpec {
+                iso,
+                smp,
+                accel,
+                mem: &opts.boot.mem,
+                timeout,
+                log: Some(&log_path),
+                echo: false,
+            };
+            let label = format!("smp={smp} boot {run}");
+            let boot = match runner::boot(&spec) {
+                Ok(o) => {
+                    let log = BootLog::parse(o.lines.iter().map(String::as_str));
+                    let e = Expect {
+                        smp,
+                        repeat: opts.repeat,
+                        lo: w.lo,
+                        hi: w.hi,
+                        expected: w.expected,
+                    };
+                    findings.extend(verdict::check_boot(
+                        &label,
+                        &log,
+                        o.status == STATUS_PASS,
+                        &o.reason,
+                        &e,
+                    ));
+                    let ms: Vec<String> = log
+                        .runs
+                        .iter()
+                        .map(|r| format!("{:.0}", r.scale.ms))
+                        .collect();
+                    eprintln!(
+                        "harness:   {} in {:.1} s, ms=[{}]",
+                        status_word(o.status),
+                        o.elapsed.as_secs_f64(),
+                        ms.join(" ")
+                    );
+                    let record = BootRecord {
+                        cpus: smp,
+                        run,
+                        status: status_word(o.status).into(),
+                        reason: o.reason,
+                        seconds: o.elapsed.as_secs_f64(),
+                        log: format!("raw/{name}"),
+                        cpus_online: log.cpus_online.len(),
+                    };
+                    Boot { record, log }
+                }
+                Err(e) => {
+                    eprintln!("harness:   ERROR {e:#}");
+                    findings.push(Finding {
+                        kind: Kind::Boot,
+                        text: format!("{label}: {e:#}"),
+                    });
+                    let record = BootRecord {
+                        cpus: smp,
+                        run,
+                        status: "ERROR".into(),
+                        reason: format!("{e:#}"),
+                        seconds: 0.0,
+                        log: format!("raw/{name}"),
+                        cpus_online: 0,
+                    };
+                    Boot {
+                        record,
+                        log: BootLog::default(),
+                    }
+                }
+            };
+            boots.push(boot);
+        }
+    }
+    boots
+}
+
+fn status_word(status: u8) -> &'static str {
+    match status {
+        STATUS_PASS => "PASS",
+        STATUS_FAIL => "FAIL",
+        _ => "ERROR",
+    }
+}
+
+/// `elapsed 1m20s, about 2m40s left` (linear estimate).
+fn progress(elapsed: Duration, done: usize, total: usize) -> String {
+    let left = if done == 0 {
+        "remaining unknown".to_string()
+    } else {
+        let per = elapsed.as_secs_f64() / done as f64;
+        format!("about {} left", human(per * (total - done) as f64))
+    };
+    format!("elapsed {}, {left}", human(elapsed.as_secs_f64()))
+}
+
+fn human(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Aggregates boots and native runs and applies the verdict rules.
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    opts: &ScaleOpts,
+    scenario: &str,
+    accel: Accel,
+    accel_reason: String,
+    w: &WorkloadInfo,
+    boots: Vec<Boot>,
+    native_ms: BTreeMap<u32, Vec<f64>>,
+    findings: Vec<Finding>,
+) -> Summary {
+    let per_cpu_count: Vec<PerCpuCount> = opts
+        .smp_list
+        .iter()
+        .map(|&smp| per_cpu(smp, w.expected, &boots))
+        .collect();
+    let medians: BTreeMap<u32, f64> = per_cpu_count
+        .iter()
+        .filter_map(|p| Some((p.cpus, p.median_ms?)))
+        .collect();
+    let speedup = stats::speedups(&medians);
+    let speedup2 = speedup.get(&2).copied();
+    let native: BTreeMap<u32, f64> = native_ms
+        .iter()
+        .filter_map(|(&n, v)| Some((n, stats::median(v)?)))
+        .collect();
+    let native_speedup = stats::speedups(&native);
+    let mut judgement = verdict::judge(findings, accel, speedup2);
+    if cfg!(debug_assertions) {
+        judgement
+            .notes
+            .push("the harness is a debug build: native timings are not representative".into());
+    }
+    let mode = boots
+        .iter()
+        .flat_map(|b| b.log.runs.first())
+        .map(|r| r.scale.mode.clone())
+        .next();
+    Summary {
+        scenario: scenario.to_string(),
+        accel: accel.name().to_string(),
+        accel_reason,
+        host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        runs: opts.runs,
+        repeat: opts.repeat,
+        threshold: THRESHOLD,
+        smp_list: opts.smp_list.clone(),
+        lo: w.lo,
+        hi: w.hi,
+        expected: w.expected,
+        mode,
+        per_cpu_count,
+        speedup,
+        speedup2,
+        native,
+        native_ms,
+        native_speedup,
+        verdict: if judgement.pass { "PASS" } else { "FAIL" }.to_string(),
+        reason: judgement.reason.map(str::to_string),
+        reasons: judgement.findings.into_iter().map(|f| f.text).collect(),
+        notes: judgement.notes,
+        boots: boots.into_iter().map(|b| b.record).collect(),
+    }
+}
+
+/// One CPU count's results across its boots.
+fn per_cpu(smp: u32, expected: u64, boots: &[Boot]) -> PerCpuCount {
+    let mine: Vec<&Boot> = boots.iter().filter(|b| b.record.cpus == smp).collect();
+    let ms: Vec<Vec<f64>> = mine
+        .iter()
+        .map(|b| b.log.runs.iter().map(|r| r.scale.ms).collect())
+        .collect();
+    let flat: Vec<f64> = ms.iter().flatten().copied().collect();
+    let first = mine.iter().flat_map(|b| b.log.runs.first()).next();
+    PerCpuCount {
+        cpus: smp,
+        workers: first.map(|r| r.scale.workers),
+        median_ms: stats::median(&flat),
+        ms,
+        count: first.map(|r| r.scale.count),
+        expected,
+        busy: mine
+            .iter()
+            .flat_map(|b| b.log.runs.iter().map(|r| r.scale.busy.clone()))
+            .collect(),
+    }
+}
+
+/// The stdout report: a short table, the reasons, then the RESULT line last.
+fn print_result(s: &Summary, dir: &Path) {
+    for p in &s.per_cpu_count {
+        println!(
+            "cpus={} median_ms={} speedup={} native_ms={} native_speedup={}",
+            p.cpus,
+            p.median_ms.map_or("-".into(), |v| format!("{v:.1}")),
+            s.speedup
+                .get(&p.cpus)
+                .map_or("-".into(), |v| format!("{v:.2}")),
+            s.native
+                .get(&p.cpus)
+                .map_or("-".into(), |v| format!("{v:.1}")),
+            s.native_speedup
+                .get(&p.cpus)
+                .map_or("-".into(), |v| format!("{v:.2}")),
+        );
+    }
+    for note in &s.notes {
+        println!("NOTE {note}");
+    }
+    for r in &s.reasons {
+        println!("FAIL {r}");
+    }
+    println!("summary: {}", dir.join("summary.md").display());
+    println!("{}", result_line(s));
+}
+
+/// `RESULT <scenario> speedup2=<x.xx> threshold=<t.tt> accel=<a> [reason=<w>] PASS|FAIL`.
+pub fn result_line(s: &Summary) -> String {
+    let reason = match (&s.reason, s.verdict.as_str()) {
+        (Some(r), "FAIL") => format!(" reason={r}"),
+        _ => String::new(),
+    };
+    format!(
+        "RESULT {} speedup2={:.2} threshold={:.2} accel={}{reason} {}",
+        s.scenario,
+        s.speedup2.unwrap_or(0.0),
+        s.threshold,
+        s.accel,
+        s.verdict
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::BootOpts;
+    use crate::parse::tests::good_log;
+
+    fn opts() -> ScaleOpts {
+        ScaleOpts {
+            manifest: "m.toml".into(),
+            smp_list: vec![1, 2],
+            runs: 2,
+            repeat: 3,
+            boot: BootOpts {
+                accel: AccelRequest::Auto,
+                mem: "512M".into(),
+                timeout: None,
+            },
+            out: "target/scale".into(),
+            mkiso: "mkiso.sh".into(),
+        }
+    }
+
+    fn boot(smp: u32, run: u32, ms: f64, mode: &str) -> Boot {
+        let text = good_log(smp, 3, mode, ms);
+        let log = BootLog::parse(text.lines());
+        let record = BootRecord {
+            cpus: smp,
+            run,
+            status: "PASS".into(),
+            reason: String::new(),
+            seconds: 1.0,
+            log: String::new(),
+            cpus_online: smp as usize,
+        };
+        Boot { record, log }
+    }
+
+    const WORK: WorkloadInfo = WorkloadInfo {
+        lo: 0,
+        hi: 100_000_000,
+        expected: 5_761_455,
+    };
+
+    fn findings_for(boots: &[Boot]) -> Vec<Finding> {
+        boots
+            .iter()
+            .flat_map(|b| {
+                let e = Expect {
+                    smp: b.record.cpus,
+                    repeat: 3,
+                    lo: WORK.lo,
+                    hi: WORK.hi,
+                    expected: WORK.expected,
+                };
+                verdict::check_boot("t", &b.log, true, "", &e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn summary_of_a_good_kvm_run() {
+        let boots = vec![
+            boot(1, 1, 1000.0, "process"),
+            boot(2, 1, 520.0, "process"),
+            boot(1, 2, 1010.0, "process"),
+            boot(2, 2, 510.0, "process"),
+        ];
+        let f = findings_for(&boots);
+        let native = BTreeMap::from([(1, vec![900.0, 910.0]), (2, vec![460.0, 470.0])]);
+        let s = summarize(
+            &opts(),
+            "smp-process-scale",
+            Accel::Kvm,
+            "x".into(),
+            &WORK,
+            boots,
+            native,
+            f,
+        );
+        assert_eq!(s.verdict, "PASS", "{:?}", s.reasons);
+        assert_eq!(
+            s.per_cpu_count[0].ms,
+            vec![vec![1000.0; 3], vec![1010.0; 3]]
+        );
+        assert_eq!(s.per_cpu_count[1].median_ms, Some(515.0));
+        assert_eq!(s.per_cpu_count[1].busy.len(), 6);
+        let sp2 = s.speedup2.expect("speedup2");
+        assert!((sp2 - 1005.0 / 515.0).abs() < 1e-9);
+        assert!((s.native_speedup[&2] - 905.0 / 465.0).abs() < 1e-9);
+        assert_eq!(s.mode.as_deref(), Some("process"));
+        let line = result_line(&s);
+        assert_eq!(
+            line,
+            "RESULT smp-process-scale speedup2=1.95 threshold=1.60 accel=kvm PASS"
+        );
+        let json = serde_json::to_value(&s).expect("json");
+        for key in [
+            "scenario",
+            "accel",
+            "host_cpus",
+            "runs",
+            "threshold",
+            "speedup",
+            "native",
+            "verdict",
+            "per_cpu_count",
+        ] {
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        for key in [
+            "cpus",
+            "workers",
+            "ms",
+            "median_ms",
+            "count",
+            "expected",
+            "busy",
+        ] {
+            assert!(json["per_cpu_count"][0].get(key).is_some(), "{key}");
+        }
+        assert!(report::markdown(&s).contains("| 2 | 2 | 515.0 | 1.95 |"));
+    }
+
+    #[test]
+    fn slow_run_fails_under_kvm_but_not_tcg() {
+        let make = || vec![boot(1, 1, 1000.0, "process"), boot(2, 1, 800.0, "process")];
+        let s = summarize(
+            &opts(),
+            "x",
+            Accel::Kvm,
+            String::new(),
+            &WORK,
+            make(),
+            BTreeMap::new(),
+            findings_for(&make()),
+        );
+        assert_eq!(
+            result_line(&s),
+            "RESULT x speedup2=1.25 threshold=1.60 accel=kvm reason=slow FAIL"
+        );
+        let t = summarize(
+            &opts(),
+            "x",
+            Accel::Tcg,
+            String::new(),
+            &WORK,
+            make(),
+            BTreeMap::new(),
+            findings_for(&make()),
+        );
+        assert_eq!(t.verdict, "PASS");
+    }
+
+    #[test]
+    fn serialized_thread_run_names_it() {
+        let mut b2 = boot(2, 1, 1000.0, "thread");
+        for r in &mut b2.log.runs {
+            r.workers[1].start = r.workers[0].end;
+            r.workers[1].end = r.workers[0].end + 1_000;
+        }
+        let boots = vec![boot(1, 1, 1000.0, "thread"), b2];
+        let f = findings_for(&boots);
+        let s = summarize(
+            &opts(),
+            "thread-scale",
+            Accel::Kvm,
+            String::new(),
+            &WORK,
+            boots,
+            BTreeMap::new(),
+            f,
+        );
+        assert!(
+            result_line(&s).ends_with("accel=kvm reason=serialized FAIL"),
+            "{}",
+            result_line(&s)
+        );
+        assert!(s.reasons.iter().any(|r| r.contains("serialized")));
+    }
+
+    #[test]
+    fn progress_text() {
+        assert_eq!(
+            progress(Duration::from_secs(0), 0, 9),
+            "elapsed 0s, remaining unknown"
+        );
+        assert_eq!(
+            progress(Duration::from_secs(90), 3, 9),
+            "elapsed 1m30s, about 3m00s left"
+        );
+    }
+}
