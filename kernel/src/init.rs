@@ -1,16 +1,59 @@
 //! The init service: runs the scenario the manifest describes.
+//!
+//! It is a small state machine driven by process ends, not a thread: it
+//! starts the manifest's programs one after another (each with exactly its
+//! args and caps), judges each end against its `expect`, then runs the
+//! workload program if there is a `[workload]`, and finally prints the
+//! CPUSTAT lines and the one SCENARIO verdict and powers off. A watchdog
+//! timer enforces `timeout_ms`.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 use abi::initrd::Payload;
+use abi::manifest::{Expect, Manifest, Mode};
+use abi::op::ExitKind;
+use spin::Once;
 
 use crate::arch;
+use crate::cap::table::Cap;
 use crate::mm;
+use crate::proc::{self, ExitStatus, Waiter};
+use crate::sync::IrqMutex;
 
-/// Prints the scenario, runs the boot checks and reports the verdict.
+static MANIFEST: Once<Manifest<'static>> = Once::new();
+
+struct State {
+    /// Next step: programs in order, then the workload.
+    next: usize,
+    /// The step running now: (pid, label, expect).
+    running: Option<(u64, String, Expect)>,
+    /// Failures so far, for the verdict.
+    failures: Vec<String>,
+}
+
+static STATE: IrqMutex<State> = IrqMutex::new(State { next: 0, running: None, failures: Vec::new() });
+
+/// Boots the scenario and becomes this CPU's scheduler.
 pub fn run(initrd: Payload<'static>) -> ! {
-    let m = &initrd.manifest;
-    kprintln!("init: scenario {} ({} program(s), workload: {})", m.scenario.name, m.programs.len(), m.workload.is_some());
-    let ok = boot_checks();
-    verdict(m.scenario.name, ok.then_some(()).ok_or("boot checks failed"))
+    let m = MANIFEST.call_once(|| initrd.manifest.clone());
+    kprintln!(
+        "init: scenario {} ({} program(s), workload: {})",
+        m.scenario.name,
+        m.programs.len(),
+        m.workload.is_some()
+    );
+    proc::image::init(&initrd);
+    if !boot_checks() {
+        STATE.lock().failures.push(String::from("boot-checks"));
+    }
+    if let Some(ms) = m.scenario.timeout_ms {
+        let deadline = arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
+        crate::sched::timer::add(deadline, crate::sched::timer::TimerEvent::Watchdog);
+    }
+    start_next();
+    crate::sched::cpu_main(0)
 }
 
 fn boot_checks() -> bool {
@@ -18,12 +61,129 @@ fn boot_checks() -> bool {
     let mut ok = free > 1024 && free <= mm::frame::total_frames();
     let before = mm::heap::used_bytes();
     for round in 0..64usize {
-        let v: alloc::vec::Vec<u64> = (0..(round * 37 + 1) as u64).collect();
+        let v: Vec<u64> = (0..(round * 37 + 1) as u64).collect();
         ok &= v.iter().sum::<u64>() == (v.len() as u64 * (v.len() as u64 - 1)) / 2;
     }
     ok &= mm::heap::used_bytes() == before;
     kprintln!("SMOKE boot {}", if ok { "PASS" } else { "FAIL reason=memory-checks" });
     ok
+}
+
+/// One step: a program name, args, caps and what to expect.
+struct Step {
+    label: String,
+    name: &'static str,
+    args: Vec<String>,
+    caps: Vec<abi::caps::CapKind>,
+    expect: Expect,
+}
+
+fn step(i: usize) -> Option<Step> {
+    let m = MANIFEST.get()?;
+    if let Some(p) = m.programs.get(i) {
+        return Some(Step {
+            label: String::from(p.name),
+            name: p.name,
+            args: p.args.iter().map(|a| String::from(*a)).collect(),
+            caps: p.caps.clone(),
+            expect: p.expect,
+        });
+    }
+    let w = m.workload.as_ref().filter(|_| i == m.programs.len())?;
+    let workers = w.workers.resolve(crate::smp::cpu_count() as u32);
+    let mode = match w.mode {
+        Mode::Process => "process",
+        Mode::Thread => "thread",
+    };
+    use abi::caps::CapKind::*;
+    Some(Step {
+        label: String::from("workload"),
+        name: abi::manifest::WORKLOAD_PROGRAM,
+        args: alloc::vec![
+            String::from("parent"),
+            format!("{}", w.lo),
+            format!("{}", w.hi),
+            format!("{}", w.expected),
+            format!("{workers}"),
+            String::from(mode),
+            format!("{}", w.repeat),
+            String::from(if w.serialize { "1" } else { "0" }),
+        ],
+        caps: alloc::vec![Console, Timer, Spawner, Stats],
+        expect: Expect::Exit(0),
+    })
+}
+
+/// Starts the next step, or finishes the scenario.
+fn start_next() {
+    loop {
+        let i = {
+            let mut s = STATE.lock();
+            let i = s.next;
+            s.next += 1;
+            i
+        };
+        let Some(st) = step(i) else { finish() };
+        let args: Vec<&[u8]> = st.args.iter().map(|a| a.as_bytes()).collect();
+        let caps = st.caps.iter().filter_map(|k| Cap::grant(*k)).collect();
+        match proc::spawn::spawn(st.name.as_bytes(), &args, caps) {
+            Ok(p) => {
+                kprintln!("init: started {} pid={}", st.label, p.pid);
+                STATE.lock().running = Some((p.pid, st.label, st.expect));
+                proc::exit::add_waiter(&p, Waiter::Init);
+                return;
+            }
+            Err(e) => {
+                kprintln!("init: cannot start {}: {}", st.label, e.name());
+                STATE.lock().failures.push(format!("{}:spawn-{}", st.label, e.name()));
+            }
+        }
+    }
+}
+
+/// A process init waits for has ended (called from any CPU).
+pub fn process_ended(pid: u64, st: ExitStatus) {
+    {
+        let mut s = STATE.lock();
+        let Some((running, label, expect)) = s.running.take() else { return };
+        if running != pid {
+            s.running = Some((running, label, expect));
+            return;
+        }
+        let got = match st.kind {
+            ExitKind::Exited => format!("exit:{}", st.status),
+            ExitKind::Faulted => format!("fault:{}", st.status),
+            ExitKind::Killed => String::from("killed"),
+        };
+        let ok = match expect {
+            Expect::Exit(n) => st.kind == ExitKind::Exited && st.status == n,
+            Expect::Fault => st.kind == ExitKind::Faulted,
+        };
+        kprintln!("init: {} pid={} ended {} ({})", label, pid, got, if ok { "as expected" } else { "UNEXPECTED" });
+        if !ok {
+            s.failures.push(format!("{label}:{got}"));
+        }
+    }
+    start_next();
+}
+
+/// The scenario's `timeout_ms` passed.
+pub fn watchdog_fired() {
+    STATE.lock().failures.push(String::from("timeout"));
+    finish();
+}
+
+/// Prints the counters and the verdict, and powers off.
+fn finish() -> ! {
+    let name = MANIFEST.get().map_or("unknown", |m| m.scenario.name);
+    crate::percpu::print_cpustat();
+    let failures = core::mem::take(&mut STATE.lock().failures);
+    if failures.is_empty() {
+        verdict(name, Ok(()))
+    } else {
+        let reason = failures.join(",");
+        verdict(name, Err(&reason))
+    }
 }
 
 /// Prints the verdict line and powers off with a matching status.

@@ -13,13 +13,18 @@ extern crate alloc;
 #[macro_use]
 mod console;
 mod arch;
+mod cap;
 mod init;
 mod initrd;
 mod irq;
 mod mm;
 mod panic;
+mod percpu;
+mod proc;
 mod sched;
+mod smp;
 mod sync;
+mod time;
 mod trap;
 
 use mm::frame::PhysRange;
@@ -35,6 +40,9 @@ pub fn kmain(boot_info_phys: u64) -> ! {
     let facts = early_facts(boot_info_phys);
     mm_init(&facts);
     arch::init_cpu(0, 0);
+    // Mask both legacy PICs (the BIOS leaves the PIT on vector 8).
+    arch::cpu::outb(0x21, 0xff);
+    arch::cpu::outb(0xa1, 0xff);
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
         mm::frame::free_frames() * 4096 >> 20,

@@ -22,15 +22,24 @@ const VECTOR_PAGE_FAULT: u64 = 14;
 /// Called by the entry stubs for every vector.
 pub fn handle(frame: &mut TrapFrame) {
     if arch::entry::is_reflected_syscall(frame) {
+        // Under our KVM the syscall stub's first fetch faulted: this is a
+        // system call (docs/architecture/capabilities.md).
         arch::entry::reflect_syscall(frame);
         syscall(frame);
         return;
     }
+    let from_user = frame.from_user();
+    if from_user {
+        crate::sched::enter_from_user();
+    }
     if frame.vector < 32 {
         exception(frame);
-        return;
+    } else {
+        crate::irq::handle(frame);
     }
-    crate::irq::handle(frame);
+    if from_user {
+        crate::sched::exit_to_user(frame);
+    }
 }
 
 fn exception(frame: &mut TrapFrame) {
@@ -48,5 +57,19 @@ fn exception(frame: &mut TrapFrame) {
 
 /// The one system call, from either entry path.
 pub fn syscall(frame: &mut TrapFrame) {
-    crate::sched::syscall(frame);
+    crate::sched::enter_from_user();
+    if frame.rip >= abi::layout::USER_END || frame.rsp >= abi::layout::USER_END {
+        // `iretq` to a non-canonical address would fault in ring 0: a user
+        // that jumped to the stub with such registers is ended instead.
+        frame.vector = VECTOR_GENERAL_PROTECTION;
+        crate::sched::user_fault(frame, frame.rip);
+    } else if frame.rax != abi::SYS_CAP_ENTER {
+        frame.rax = abi::error::Error::BadOpcode.as_result() as u64;
+    } else {
+        crate::sched::syscall(frame);
+    }
+    crate::sched::exit_to_user(frame);
 }
+
+/// Vector of the general-protection fault.
+const VECTOR_GENERAL_PROTECTION: u64 = 13;

@@ -19,6 +19,7 @@ pub mod frame;
 pub mod heap;
 pub mod kernel_space;
 pub mod paging;
+pub mod ring_mem;
 pub mod user;
 
 /// Where physical memory is mapped.
@@ -48,4 +49,12 @@ pub(super) fn use_direct_map() {
 /// The physical address of a kernel-image address.
 pub fn kernel_image_phys(virt: u64) -> u64 {
     virt - KERNEL_BASE
+}
+
+/// Copies `src` into the contiguous frames starting at `base` (which the
+/// caller owns and which are large enough), zero-padding the last page.
+pub fn copy_into_frames(base: frame::Frame, src: &[u8]) {
+    let pages = (src.len() as u64).div_ceil(PAGE_SIZE).max(1);
+    crate::arch::zero_page(phys_to_virt(base.phys() + (pages - 1) * PAGE_SIZE));
+    user::copy_to_kernel_frames(base.phys(), src);
 }

@@ -1,0 +1,129 @@
+//! Checked access to user memory (xv6's copyin/copyout).
+//!
+//! User pointers never reach a dereference directly: every access goes
+//! page by page through [`AddrSpace::with_user_page`], which checks that
+//! the page is a user page (writable, for writes) of the caller's space,
+//! faults in demand-zero pages, and holds the space lock during the copy
+//! so a sibling thread cannot unmap the page underneath. A bad pointer is
+//! an `Err`, never a kernel fault.
+#![allow(unsafe_code)]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use abi::layout::{PAGE_SIZE, USER_END};
+
+use super::addr_space::{AddrSpace, SpaceError};
+use super::phys_to_virt;
+
+/// Checks that `[va, va+len)` lies in the user half.
+fn check_range(va: u64, len: u64) -> Result<(), SpaceError> {
+    match va.checked_add(len) {
+        Some(end) if end <= USER_END => Ok(()),
+        _ => Err(SpaceError::BadAddress),
+    }
+}
+
+/// Copies `dst.len()` bytes from user address `va`.
+pub fn copy_from_user(space: &AddrSpace, va: u64, dst: &mut [u8]) -> Result<(), SpaceError> {
+    check_range(va, dst.len() as u64)?;
+    let mut done = 0usize;
+    while done < dst.len() {
+        let cur = va + done as u64;
+        let chunk = ((PAGE_SIZE - cur % PAGE_SIZE) as usize).min(dst.len() - done);
+        let out = &mut dst[done..done + chunk];
+        space.with_user_page(cur, false, |phys| {
+            // SAFETY: `phys..phys+chunk` lies in one user page of `space`,
+            // checked and kept mapped (space lock held) by with_user_page;
+            // the direct map covers it. User threads may write it
+            // concurrently: we copy bytes, never form references to them.
+            unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(phys) as *const u8, out.as_mut_ptr(), chunk) };
+        })?;
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// Copies `src` to user address `va`.
+pub fn copy_to_user(space: &AddrSpace, va: u64, src: &[u8]) -> Result<(), SpaceError> {
+    check_range(va, src.len() as u64)?;
+    let mut done = 0usize;
+    while done < src.len() {
+        let cur = va + done as u64;
+        let chunk = ((PAGE_SIZE - cur % PAGE_SIZE) as usize).min(src.len() - done);
+        let inp = &src[done..done + chunk];
+        space.with_user_page(cur, true, |phys| {
+            // SAFETY: as in copy_from_user, for a writable user page.
+            unsafe { core::ptr::copy_nonoverlapping(inp.as_ptr(), phys_to_virt(phys) as *mut u8, chunk) };
+        })?;
+        done += chunk;
+    }
+    Ok(())
+}
+
+/// Reads a plain-old-data value from user memory.
+pub fn read_pod<T: Pod>(space: &AddrSpace, va: u64) -> Result<T, SpaceError> {
+    let mut v = T::zeroed();
+    copy_from_user(space, va, v.as_bytes_mut())?;
+    Ok(v)
+}
+
+/// Atomically loads the aligned u32 at user address `va` (park words).
+pub fn load_u32(space: &AddrSpace, va: u64) -> Result<u32, SpaceError> {
+    if va % 4 != 0 {
+        return Err(SpaceError::BadAddress);
+    }
+    check_range(va, 4)?;
+    space.with_user_page(va, false, |phys| {
+        // SAFETY: an aligned u32 inside a checked user page (see
+        // copy_from_user); AtomicU32 has u32's layout, and user space only
+        // accesses the word atomically or racily as plain memory.
+        let a = unsafe { &*(phys_to_virt(phys) as *const AtomicU32) };
+        a.load(Ordering::SeqCst)
+    })
+}
+
+/// Types that any byte pattern inhabits (the ABI's `#[repr(C)]` structs of integers).
+pub trait Pod: Sized {
+    /// All zero.
+    fn zeroed() -> Self;
+    /// Its bytes, for filling.
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `Pod` is implemented only for repr(C) integer structs
+        // without padding-dependent invariants, so any byte pattern is valid.
+        unsafe { core::slice::from_raw_parts_mut(self as *mut Self as *mut u8, core::mem::size_of::<Self>()) }
+    }
+}
+
+impl Pod for abi::op::SpawnArgs {
+    fn zeroed() -> Self {
+        Self::default()
+    }
+}
+
+impl Pod for abi::op::UserStr {
+    fn zeroed() -> Self {
+        Self::default()
+    }
+}
+
+impl Pod for u32 {
+    fn zeroed() -> Self {
+        0
+    }
+}
+
+/// Copies `src` to physical memory at `dst_phys` (kernel-owned frames).
+pub fn copy_to_kernel_frames(dst_phys: u64, src: &[u8]) {
+    let words = src.len() / 8 * 8;
+    // SAFETY: the caller owns the frames at `dst_phys` (large enough for
+    // `src`), the direct map covers them, and `src` is kernel memory that
+    // does not overlap them.
+    unsafe {
+        crate::arch::cpu::copy_words(phys_to_virt(dst_phys), src.as_ptr() as u64, words as u64);
+        core::ptr::copy_nonoverlapping(
+            src.as_ptr().add(words),
+            (phys_to_virt(dst_phys) + words as u64) as *mut u8,
+            src.len() - words,
+        );
+    }
+}

@@ -211,3 +211,9 @@ pub unsafe fn copy_words(dst: u64, src: u64, len_bytes: u64) {
              options(nostack, preserves_flags))
     };
 }
+
+/// Reloads CR3 with its current value: flushes every non-global TLB entry.
+pub fn write_cr3_same() {
+    // SAFETY: writing back the current CR3 changes no mapping.
+    unsafe { write_cr3(cr3()) };
+}

@@ -44,3 +44,43 @@ pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
     syscall::init_cpu();
     top
 }
+
+/// This thread's FS base (user TLS pointer).
+pub fn fs_base() -> u64 {
+    cpu::rdmsr(cpu::msr::FS_BASE)
+}
+
+/// Sets the FS base for the user thread about to run.
+pub fn set_fs_base(v: u64) {
+    // SAFETY: FS is not used by the kernel; the value only matters to user
+    // code, and a non-canonical value was refused when it was set (SetTls).
+    unsafe { cpu::wrmsr(cpu::msr::FS_BASE, v) };
+}
+
+/// Loads a user address space's PML4.
+pub fn load_address_space(root_phys: u64) {
+    // SAFETY: every address space's PML4 copies the kernel half of the
+    // kernel PML4 (mm::addr_space::AddrSpace::new), so the kernel stays mapped.
+    unsafe { cpu::write_cr3(root_phys) };
+}
+
+/// Starts scheduling on this CPU: builds an empty user frame at the top of
+/// this CPU's kernel stack, lets `pick` fill it with a thread's context,
+/// and leaves to user mode through it. Everything on the stack below is
+/// abandoned: this CPU's kernel stack restarts from the top.
+pub fn run_first_user_frame(pick: impl FnOnce(&mut TrapFrame)) -> ! {
+    let top = percpu::kernel_stack_top();
+    let slot = entry::user_frame_slot(top);
+    // SAFETY: `slot` is the top frame-sized area of this CPU's kernel stack,
+    // which the current code is not using: callers run on another stack (the
+    // boot stack, or an AP's bring-up stack) or deep below it with nothing
+    // live above. It is aligned and exclusively ours.
+    let frame = unsafe {
+        slot.write(TrapFrame::default());
+        &mut *slot
+    };
+    pick(frame);
+    // SAFETY: `pick` loaded a complete user context (exit_to_user ends with
+    // a sanitized user frame).
+    unsafe { entry::enter_frame(slot) }
+}

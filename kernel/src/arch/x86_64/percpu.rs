@@ -69,3 +69,14 @@ pub fn cpu_id() -> usize {
 pub fn installed() -> bool {
     rdmsr(msr::GS_BASE) != 0
 }
+
+/// Top of this CPU's kernel stack.
+pub fn kernel_stack_top() -> u64 {
+    let top: u64;
+    // SAFETY: as in `cpu_id`, reading the `kernel_stack_top` field.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[{off}]", out(reg) top, off = const KERNEL_STACK_TOP_OFFSET,
+                         options(nostack, preserves_flags, readonly))
+    };
+    top
+}

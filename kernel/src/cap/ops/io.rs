@@ -1,0 +1,60 @@
+//! Console, timer, stats and system information operations.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use abi::error::Error;
+use abi::op::CONSOLE_WRITE_MAX;
+use abi::ring::Sqe;
+
+use super::{done, Outcome};
+use crate::mm::user;
+use crate::sched::thread::Thread;
+use crate::sched::timer::{self, TimerEvent};
+
+/// ConsoleWrite(ptr, len): copies the bytes in and writes them as one unit.
+pub fn console_write(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    let (ptr, len) = (sqe.args[0], sqe.args[1]);
+    if len > CONSOLE_WRITE_MAX {
+        return Err(Error::Invalid);
+    }
+    let mut buf = alloc::vec![0u8; len as usize];
+    user::copy_from_user(&t.process.space, ptr, &mut buf)?;
+    crate::console::write_bytes(&buf);
+    Ok(done(sqe, len as i64, 0, 0))
+}
+
+/// TimerNow: ns since boot and the TSC rate.
+pub fn timer_now(sqe: &Sqe) -> Result<Outcome, Error> {
+    Ok(done(sqe, 0, crate::time::now_ns(), crate::time::tsc_hz()))
+}
+
+/// TimerSleep(ns): completes after the delay.
+pub fn timer_sleep(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(sqe.args[0]));
+    timer::add(deadline, TimerEvent::Sleep { thread: t.tref, user_data: sqe.user_data });
+    Ok(Outcome::Later)
+}
+
+/// StatsBusy(buf, n): each CPU's user-busy cycles.
+pub fn stats_busy(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    let cpus = crate::smp::cpu_count();
+    let n = (sqe.args[1] as usize).min(cpus);
+    let mut bytes = Vec::with_capacity(n * 8);
+    for cpu in 0..n {
+        let c = crate::percpu::stats(cpu).busy_cycles.load(core::sync::atomic::Ordering::Relaxed);
+        bytes.extend_from_slice(&c.to_le_bytes());
+    }
+    user::copy_to_user(&t.process.space, sqe.args[0], &bytes)?;
+    Ok(done(sqe, cpus as i64, crate::time::tsc_hz(), 0))
+}
+
+/// SysInfo: online CPUs and the TSC rate.
+pub fn sys_info(sqe: &Sqe) -> Result<Outcome, Error> {
+    Ok(done(sqe, 0, crate::smp::cpu_count() as u64, crate::time::tsc_hz()))
+}
+
+/// MemStats: free frames and the caller's pid.
+pub fn mem_stats(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    Ok(done(sqe, 0, crate::mm::frame::free_frames(), t.process.pid))
+}

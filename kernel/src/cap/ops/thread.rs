@@ -1,0 +1,108 @@
+//! Thread operations: ThreadSpawn, ThreadJoin, ThreadExit, CpuRecord, SetTls.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use abi::error::Error;
+use abi::layout::USER_END;
+use abi::ring::{Cqe, Sqe};
+
+use super::{done, Outcome};
+use crate::arch::TrapFrame;
+use crate::cap::table::Cap;
+use crate::sched::thread::{self, Joiner, ThreadRef};
+use crate::sched::thread::Thread;
+
+fn user_addr(v: u64) -> Result<u64, Error> {
+    if v < USER_END {
+        Ok(v)
+    } else {
+        Err(Error::BadAddress)
+    }
+}
+
+/// ThreadSpawn(entry, stack_top, arg, tls): a sibling with its own ring.
+pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    let entry = user_addr(sqe.args[0])?;
+    let stack = user_addr(sqe.args[1])?;
+    let tls = user_addr(sqe.args[3])?;
+    let p = &t.process;
+    if p.inner.lock().exiting.is_some() {
+        return Err(Error::Stale);
+    }
+    let ring_addr = crate::proc::spawn::next_ring_addr(p)?;
+    let mut frame = TrapFrame::new_user(entry, stack);
+    frame.rdi = sqe.args[2];
+    frame.rsi = ring_addr;
+    let child = crate::proc::spawn::new_thread(p, ring_addr, frame, tls)?;
+    child.inner.lock().handle_open = true;
+    let slot = p.caps.lock().insert(Cap::Thread(child.tref));
+    let Some(slot) = slot else {
+        child.inner.lock().handle_open = false;
+        child.inner.lock().kill = true;
+        crate::proc::spawn::start_thread(child);
+        return Err(Error::NoMemory);
+    };
+    let tid = child.tid;
+    crate::proc::spawn::start_thread(child);
+    Ok(done(sqe, i64::from(slot), tid, 0))
+}
+
+/// ThreadJoin: completes with the exit value once the thread ended.
+pub fn join(t: &Arc<Thread>, sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> {
+    let target = thread::lookup(r).ok_or(Error::Stale)?;
+    let mut ti = target.inner.lock();
+    if ti.joined {
+        return Err(Error::Stale);
+    }
+    if ti.reaped {
+        let v = ti.exit_value.unwrap_or(0);
+        ti.joined = true;
+        drop(ti);
+        thread::unregister(r);
+        return Ok(done(sqe, 0, 0, v as u64));
+    }
+    if ti.joiner.is_some() {
+        return Err(Error::Busy);
+    }
+    ti.joiner = Some(Joiner { thread: t.tref, user_data: sqe.user_data });
+    Ok(Outcome::Later)
+}
+
+/// ThreadExit(value): ends the calling thread.
+pub fn exit(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    let mut ti = t.inner.lock();
+    ti.exit_value = Some(sqe.args[0] as i64);
+    ti.kill = true;
+    Ok(Outcome::Gone)
+}
+
+/// CpuRecord on a thread: CPUs it ran on, busy cycles.
+pub fn cpu_record(sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> {
+    let target = thread::lookup(r).ok_or(Error::Stale)?;
+    Ok(done(sqe, 0, target.cpus_ran.load(Ordering::Relaxed), target.busy_cycles.load(Ordering::Relaxed)))
+}
+
+/// SetTls(base): the caller's FS base, effective at once.
+pub fn set_tls(sqe: &Sqe) -> Result<Outcome, Error> {
+    let base = user_addr(sqe.args[0])?;
+    crate::arch::set_fs_base(base);
+    Ok(done(sqe, 0, 0, 0))
+}
+
+/// A thread handle was closed: an exited thread nobody can join any more
+/// leaves the registry.
+pub fn handle_closed(r: ThreadRef) {
+    if let Some(target) = thread::lookup(r) {
+        let mut ti = target.inner.lock();
+        ti.handle_open = false;
+        if ti.reaped {
+            drop(ti);
+            thread::unregister(r);
+        }
+    }
+}
+
+/// Keeps `Cqe` in scope for completions built by callers.
+#[allow(dead_code)]
+fn _cqe(_: Cqe, _: &Thread) {}

@@ -1,0 +1,87 @@
+//! Posting completions into a thread's CQ, from any CPU.
+//!
+//! A completion goes to a thread by [`ThreadRef`]: a reaped thread is
+//! simply not found. Under the thread's lock it is written to the CQ, or
+//! appended to the overflow list when the CQ is full or older overflowed
+//! completions still wait (order is kept). If the thread waits in
+//! `cap_enter` and now has enough completions, it becomes runnable.
+
+use abi::ring::{Cqe, CQ_ENTRIES};
+
+use crate::sched::cpu;
+use crate::sched::thread::{self, RunState, ThreadInner, ThreadRef};
+
+/// Completions in the CQ (as the user's head says), clamped when user
+/// space corrupted its head.
+pub fn cq_ready(ti: &ThreadInner) -> u32 {
+    let Some(ring) = &ti.ring else { return 0 };
+    abi::ring::pending(ring.cq_head(), ti.cq_tail, CQ_ENTRIES).unwrap_or(CQ_ENTRIES)
+}
+
+/// Free CQ slots.
+fn cq_room(ti: &ThreadInner) -> u32 {
+    CQ_ENTRIES - cq_ready(ti)
+}
+
+/// Adds a completion to `ti`'s CQ or overflow list.
+pub fn push(ti: &mut ThreadInner, cqe: Cqe) {
+    if ti.ring.is_none() {
+        return;
+    }
+    if ti.overflow.is_empty() && cq_room(ti) > 0 {
+        write(ti, &cqe);
+    } else {
+        ti.overflow.push_back(cqe);
+        publish_overflow(ti);
+    }
+}
+
+fn write(ti: &mut ThreadInner, cqe: &Cqe) {
+    if let Some(ring) = &ti.ring {
+        ring.write_cqe(ti.cq_tail, cqe);
+        ti.cq_tail = ti.cq_tail.wrapping_add(1);
+        ring.set_cq_tail(ti.cq_tail);
+    }
+}
+
+fn publish_overflow(ti: &ThreadInner) {
+    if let Some(ring) = &ti.ring {
+        ring.set_cq_overflow(ti.overflow.len() as u32);
+    }
+}
+
+/// Moves overflowed completions into the CQ while there is room.
+pub fn flush_overflow(ti: &mut ThreadInner) {
+    if ti.overflow.is_empty() {
+        return;
+    }
+    while cq_room(ti) > 0 {
+        let Some(c) = ti.overflow.pop_front() else { break };
+        write(ti, &c);
+    }
+    publish_overflow(ti);
+}
+
+/// Completions available to a waiter (CQ plus overflow).
+pub fn available(ti: &ThreadInner) -> usize {
+    cq_ready(ti) as usize + ti.overflow.len()
+}
+
+/// Posts `cqe` to thread `r`; returns whether the thread still existed.
+pub fn post(r: ThreadRef, cqe: Cqe) -> bool {
+    let Some(t) = thread::lookup(r) else { return false };
+    let mut ti = t.inner.lock();
+    if ti.reaped || ti.ring.is_none() {
+        return false;
+    }
+    push(&mut ti, cqe);
+    if let RunState::Blocked { min, .. } = ti.state {
+        if available(&ti) >= min as usize {
+            ti.state = RunState::Runnable;
+            let last = ti.last_cpu;
+            drop(ti);
+            cpu::place_woken(&t, last);
+        }
+    }
+    true
+}

@@ -1,0 +1,207 @@
+//! Creating a process from a cached program image.
+//!
+//! Layout (abi::layout): segments where the ELF says; read-only pages that
+//! the file covers entirely are mapped from the image cache (shared, not
+//! owned), every other page is a fresh frame with the file bytes copied in
+//! and the rest zero. The main stack is demand-zero with an unmapped guard
+//! page below it. The start-up block is one read-only page. The main
+//! thread gets the first ring.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use abi::caps::CapKind;
+use abi::error::Error;
+use abi::layout::{MAIN_STACK_SIZE, MAIN_STACK_TOP, PAGE_SIZE, RING_BASE, RING_STRIDE, STARTUP_ADDR};
+use abi::op::UserStr;
+use abi::ring::RING_BYTES;
+use abi::startup::{Startup, STARTUP_MAGIC};
+
+use super::image::{self, Image};
+use super::{ProcInner, Process};
+use crate::arch::TrapFrame;
+use crate::cap::park::ParkTable;
+use crate::cap::table::{Cap, CapTable};
+use crate::mm::addr_space::{AddrSpace, Perm, SpaceError};
+use crate::mm::frame::{self, Frame};
+use crate::mm::ring_mem::RingPages;
+use crate::sched::thread::{self, Thread};
+use crate::sync::IrqMutex;
+
+static NEXT_PID: AtomicU64 = AtomicU64::new(1);
+
+impl From<SpaceError> for Error {
+    fn from(e: SpaceError) -> Error {
+        match e {
+            SpaceError::BadAddress => Error::BadAddress,
+            SpaceError::NoMemory => Error::NoMemory,
+            SpaceError::Overlap => Error::BadImage,
+        }
+    }
+}
+
+/// Starts program `name` with `args` and capabilities `caps` (slots 1..).
+/// The main thread is placed on the least-loaded CPU.
+pub fn spawn(name: &[u8], args: &[&[u8]], caps: Vec<Cap>) -> Result<Arc<Process>, Error> {
+    let img = image::find(name).ok_or(Error::NotFound)?;
+    let plan = img.plan.as_ref().map_err(|_| Error::BadImage)?;
+    let space = AddrSpace::new()?;
+    load_segments(&space, img)?;
+    space.add_lazy(MAIN_STACK_TOP - MAIN_STACK_SIZE, MAIN_STACK_TOP, Perm::RW);
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+
+    let mut table = CapTable::new();
+    let mut kinds = Vec::with_capacity(caps.len() + 1);
+    table.insert(Cap::SelfProcess).ok_or(Error::NoMemory)?;
+    kinds.push(CapKind::SelfProcess as u32);
+    for c in caps {
+        kinds.push(c.kind() as u32);
+        table.insert(c).ok_or(Error::NoMemory)?;
+    }
+    let ring_addr = RING_BASE;
+    write_startup(&space, pid, ring_addr, &kinds, args)?;
+
+    let p = Arc::new(Process {
+        pid,
+        name: String::from(img.name),
+        space,
+        caps: IrqMutex::new(table),
+        park: IrqMutex::new(ParkTable::new()),
+        inner: IrqMutex::new(ProcInner {
+            threads: Vec::new(),
+            exiting: None,
+            ended: None,
+            waiters: Vec::new(),
+            next_ring: 1,
+            dead_rings: Vec::new(),
+        }),
+        cpus_ran: AtomicU64::new(0),
+        busy_cycles: AtomicU64::new(0),
+    });
+    let mut frame = TrapFrame::new_user(plan.entry, MAIN_STACK_TOP);
+    frame.rdi = STARTUP_ADDR;
+    frame.rsi = ring_addr;
+    let t = new_thread(&p, ring_addr, frame, 0)?;
+    start_thread(t);
+    Ok(p)
+}
+
+/// Creates a thread of `p` with a new ring mapped at `ring_addr`.
+pub fn new_thread(p: &Arc<Process>, ring_addr: u64, frame: TrapFrame, fs_base: u64) -> Result<Arc<Thread>, Error> {
+    let ring = RingPages::new().ok_or(Error::NoMemory)?;
+    for (i, f) in ring.frames().iter().enumerate() {
+        if let Err(e) = p.space.map_frame(ring_addr + i as u64 * PAGE_SIZE, *f, Perm::RW, false) {
+            p.space.unmap_range(ring_addr, ring_addr + RING_BYTES);
+            ring.free();
+            return Err(e.into());
+        }
+    }
+    let t = thread::create(p.clone(), ring_addr, ring, frame, fs_base).ok_or(Error::NoMemory)?;
+    p.inner.lock().threads.push(t.clone());
+    Ok(t)
+}
+
+/// Makes a new thread runnable on the least-loaded CPU.
+pub fn start_thread(t: Arc<Thread>) {
+    let target = crate::sched::cpu::least_loaded(crate::arch::cpu_id());
+    crate::sched::cpu::enqueue(t, target);
+}
+
+/// The next free ring address of `p`.
+pub fn next_ring_addr(p: &Process) -> Result<u64, Error> {
+    let mut inner = p.inner.lock();
+    let i = inner.next_ring;
+    let addr = RING_BASE + i * RING_STRIDE;
+    if addr + RING_STRIDE > abi::layout::ANON_BASE {
+        return Err(Error::NoMemory);
+    }
+    inner.next_ring += 1;
+    Ok(addr)
+}
+
+fn load_segments(space: &AddrSpace, img: &Image) -> Result<(), Error> {
+    let plan = img.plan.as_ref().map_err(|_| Error::BadImage)?;
+    for s in &plan.segments {
+        let perm = Perm { write: s.flags & abi::elf::PF_W != 0, exec: s.flags & abi::elf::PF_X != 0 };
+        let file_start = s.vaddr;
+        let file_end = s.vaddr + s.file_len;
+        let mut page = s.page_start();
+        while page < s.page_end() {
+            let covered = page >= file_start && page + PAGE_SIZE <= file_end;
+            if covered && !perm.write {
+                // Shared, read-only: straight from the image cache.
+                let off = s.file_offset + (page - s.vaddr);
+                space.map_frame(page, Frame::from_phys(img.base.phys() + off), perm, false)?;
+            } else {
+                let f = space.map_zeroed(page, perm)?;
+                let lo = page.max(file_start);
+                let hi = (page + PAGE_SIZE).min(file_end);
+                if lo < hi {
+                    let src_off = s.file_offset + (lo - s.vaddr);
+                    copy_image_bytes(img, src_off, f.phys() + (lo - page), hi - lo);
+                }
+            }
+            page += PAGE_SIZE;
+        }
+    }
+    Ok(())
+}
+
+fn copy_image_bytes(img: &Image, off: u64, dst_phys: u64, len: u64) {
+    debug_assert!(off + len <= img.len);
+    let src = crate::mm::kernel_space::phys_bytes(crate::mm::frame::PhysRange {
+        start: img.base.phys() + off,
+        end: img.base.phys() + off + len,
+    });
+    crate::mm::user::copy_to_kernel_frames(dst_phys, src);
+}
+
+/// Builds the start-up block and maps it read-only.
+fn write_startup(space: &AddrSpace, pid: u64, ring: u64, kinds: &[u32], args: &[&[u8]]) -> Result<(), Error> {
+    let mut buf: Vec<u8> = Vec::with_capacity(PAGE_SIZE as usize);
+    let hdr = core::mem::size_of::<Startup>() as u64;
+    let caps_offset = hdr;
+    let argv_offset = (caps_offset + 4 * kinds.len() as u64 + 7) & !7;
+    let strings_offset = argv_offset + core::mem::size_of::<UserStr>() as u64 * args.len() as u64;
+    let total = strings_offset + args.iter().map(|a| a.len() as u64).sum::<u64>();
+    if total > abi::startup::STARTUP_BYTES {
+        return Err(Error::Invalid);
+    }
+    let st = Startup {
+        magic: STARTUP_MAGIC,
+        pid,
+        ring,
+        cpus: crate::smp::cpu_count() as u64,
+        tsc_hz: crate::time::tsc_hz(),
+        ncaps: kinds.len() as u64,
+        caps_offset,
+        argc: args.len() as u64,
+        argv_offset,
+    };
+    for w in [st.magic, st.pid, st.ring, st.cpus, st.tsc_hz, st.ncaps, st.caps_offset, st.argc, st.argv_offset] {
+        buf.extend_from_slice(&w.to_le_bytes());
+    }
+    for k in kinds {
+        buf.extend_from_slice(&k.to_le_bytes());
+    }
+    buf.resize(argv_offset as usize, 0);
+    let mut at = STARTUP_ADDR + strings_offset;
+    for a in args {
+        buf.extend_from_slice(&at.to_le_bytes());
+        buf.extend_from_slice(&(a.len() as u64).to_le_bytes());
+        at += a.len() as u64;
+    }
+    for a in args {
+        buf.extend_from_slice(a);
+    }
+    let f = frame::alloc().ok_or(Error::NoMemory)?;
+    crate::arch::zero_page(f.virt());
+    crate::mm::user::copy_to_kernel_frames(f.phys(), &buf);
+    if let Err(e) = space.map_frame(STARTUP_ADDR, f, Perm::RO, true) {
+        frame::free(f);
+        return Err(e.into());
+    }
+    Ok(())
+}

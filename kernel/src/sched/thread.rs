@@ -1,0 +1,209 @@
+//! Threads and generation-checked thread references.
+//!
+//! A [`Thread`] is shared (`Arc`) between its process, the run queue or CPU
+//! that holds it, and the registry. Other CPUs and kernel objects (timers,
+//! park queues, joiners, thread handles) refer to it only by [`ThreadRef`]
+//! (registry index + generation): a lookup after the thread was reaped and
+//! its slot reused yields `None`, never another thread.
+//!
+//! Everything mutable sits under the thread's own lock (`inner`): the run
+//! state, the saved user context, the ring bookkeeping and the completion
+//! overflow list. Lock order: process lock, then thread lock, then a run
+//! queue lock.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use abi::ring::Cqe;
+
+use crate::arch::fpu::FpuState;
+use crate::arch::TrapFrame;
+use crate::mm::ring_mem::RingPages;
+use crate::proc::Process;
+use crate::sync::IrqMutex;
+
+/// A generation-checked reference to a thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadRef {
+    index: u32,
+    generation: u32,
+}
+
+/// Where a thread is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// In a run queue (or about to be put in one); its context is saved.
+    Runnable,
+    /// Resident on this CPU; its context is in that CPU's registers.
+    Running(usize),
+    /// Waiting in `cap_enter` for `min` completions; context saved.
+    Blocked {
+        /// Completions it waits for.
+        min: u32,
+        /// Identifies this wait, so a stale timeout cannot end a later one.
+        seq: u64,
+    },
+    /// Ended; never runs again.
+    Dead,
+}
+
+/// Who waits for a thread's exit.
+#[derive(Clone, Copy, Debug)]
+pub struct Joiner {
+    /// The joining thread.
+    pub thread: ThreadRef,
+    /// Its submission's user_data.
+    pub user_data: u64,
+}
+
+/// The mutable part of a thread.
+pub struct ThreadInner {
+    /// Run state.
+    pub state: RunState,
+    /// Saved user registers (valid unless `Running`).
+    pub frame: TrapFrame,
+    /// Saved FS base (TLS).
+    pub fs_base: u64,
+    /// Saved FPU/SSE state.
+    pub fpu: Box<FpuState>,
+    /// The ring's frames (None once freed).
+    pub ring: Option<RingPages>,
+    /// Kernel copy of the SQ head (user space cannot move it).
+    pub sq_head: u32,
+    /// Kernel copy of the CQ tail.
+    pub cq_tail: u32,
+    /// Completions waiting for CQ room, in order.
+    pub overflow: VecDeque<Cqe>,
+    /// The process is ending or the thread exited: it must not run again.
+    pub kill: bool,
+    /// When resumed from a `cap_enter` wait, rax gets the CQ count.
+    pub resume_cap_enter: bool,
+    /// Sequence for waits (see [`RunState::Blocked`]).
+    pub wait_seq: u64,
+    /// CPU it last ran on.
+    pub last_cpu: usize,
+    /// Exit value once it ended.
+    pub exit_value: Option<i64>,
+    /// Who waits to join it.
+    pub joiner: Option<Joiner>,
+    /// A thread handle to it exists (it stays in the registry until joined
+    /// or the handle is closed).
+    pub handle_open: bool,
+    /// Its exit value was collected by a join.
+    pub joined: bool,
+    /// Death bookkeeping done (ring freed, joiner told, process counted).
+    pub reaped: bool,
+}
+
+/// A thread.
+pub struct Thread {
+    /// Thread id (unique for the kernel's lifetime).
+    pub tid: u64,
+    /// Its registry reference.
+    pub tref: ThreadRef,
+    /// Its process.
+    pub process: Arc<Process>,
+    /// Where its ring is mapped in the process.
+    pub ring_addr: u64,
+    /// Mutable state.
+    pub inner: IrqMutex<ThreadInner>,
+    /// Bit mask of the CPUs it has run on.
+    pub cpus_ran: AtomicU64,
+    /// TSC cycles it spent in user mode.
+    pub busy_cycles: AtomicU64,
+}
+
+impl Thread {
+    /// Records that it ran on `cpu` for `cycles`.
+    pub fn account(&self, cpu: usize, cycles: u64) {
+        self.cpus_ran.fetch_or(1 << cpu, Ordering::Relaxed);
+        self.busy_cycles.fetch_add(cycles, Ordering::Relaxed);
+        self.process.cpus_ran.fetch_or(1 << cpu, Ordering::Relaxed);
+        self.process.busy_cycles.fetch_add(cycles, Ordering::Relaxed);
+    }
+}
+
+struct Slot {
+    generation: u32,
+    thread: Option<Arc<Thread>>,
+}
+
+struct Registry {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+static REGISTRY: IrqMutex<Registry> = IrqMutex::new(Registry { slots: Vec::new(), free: Vec::new() });
+static NEXT_TID: AtomicU64 = AtomicU64::new(1);
+
+/// Most threads alive at once.
+pub const MAX_THREADS: usize = 16 * 1024;
+
+/// Creates a thread (not yet runnable anywhere) and registers it.
+pub fn create(process: Arc<Process>, ring_addr: u64, ring: RingPages, frame: TrapFrame, fs_base: u64) -> Option<Arc<Thread>> {
+    let mut reg = REGISTRY.lock();
+    let index = match reg.free.pop() {
+        Some(i) => i,
+        None if reg.slots.len() < MAX_THREADS => {
+            reg.slots.push(Slot { generation: 0, thread: None });
+            (reg.slots.len() - 1) as u32
+        }
+        None => return None,
+    };
+    let slot = &mut reg.slots[index as usize];
+    slot.generation = slot.generation.wrapping_add(1);
+    let tref = ThreadRef { index, generation: slot.generation };
+    let t = Arc::new(Thread {
+        tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
+        tref,
+        process,
+        ring_addr,
+        inner: IrqMutex::new(ThreadInner {
+            state: RunState::Runnable,
+            frame,
+            fs_base,
+            fpu: Box::new(FpuState::new()),
+            ring: Some(ring),
+            sq_head: 0,
+            cq_tail: 0,
+            overflow: VecDeque::new(),
+            kill: false,
+            resume_cap_enter: false,
+            wait_seq: 0,
+            last_cpu: 0,
+            exit_value: None,
+            joiner: None,
+            handle_open: false,
+            joined: false,
+            reaped: false,
+        }),
+        cpus_ran: AtomicU64::new(0),
+        busy_cycles: AtomicU64::new(0),
+    });
+    slot.thread = Some(t.clone());
+    Some(t)
+}
+
+/// Follows a reference; `None` if the thread was reaped (stale).
+pub fn lookup(r: ThreadRef) -> Option<Arc<Thread>> {
+    let reg = REGISTRY.lock();
+    let slot = reg.slots.get(r.index as usize)?;
+    if slot.generation != r.generation {
+        return None;
+    }
+    slot.thread.clone()
+}
+
+/// Removes a thread from the registry: its references go stale.
+pub fn unregister(r: ThreadRef) {
+    let mut reg = REGISTRY.lock();
+    if let Some(slot) = reg.slots.get_mut(r.index as usize) {
+        if slot.generation == r.generation && slot.thread.is_some() {
+            slot.thread = None;
+            reg.free.push(r.index);
+        }
+    }
+}
