@@ -13,7 +13,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use abi::layout::{PAGE_SIZE, USER_END};
 
@@ -77,6 +77,7 @@ pub struct AddrSpace {
     root: Frame,
     inner: IrqMutex<Inner>,
     active: AtomicU64,
+    root_freed: AtomicBool,
 }
 
 impl AddrSpace {
@@ -91,6 +92,7 @@ impl AddrSpace {
             root,
             inner: IrqMutex::new(Inner { lazy: Vec::new(), anon_next: abi::layout::ANON_BASE, dead: false }),
             active: AtomicU64::new(0),
+            root_freed: AtomicBool::new(false),
         }))
     }
 
@@ -261,15 +263,24 @@ impl AddrSpace {
             inner.dead = true;
             inner.lazy.clear();
         }
+        let detached = paging::detach_user_half(self.root);
         crate::smp::shootdown(self.active_mask(), &[]);
-        paging::free_user_half(self.root);
+        paging::free_detached(&detached);
+        // The PML4 itself goes back now if no CPU has it loaded (the usual
+        // case: the exiting CPU left it first), else when the last
+        // reference drops.
+        if self.active_mask() == 0 && !self.root_freed.swap(true, Ordering::SeqCst) {
+            frame::free(self.root);
+        }
     }
 }
 
 impl Drop for AddrSpace {
     fn drop(&mut self) {
         self.teardown();
-        frame::free(self.root);
+        if !self.root_freed.swap(true, Ordering::SeqCst) {
+            frame::free(self.root);
+        }
     }
 }
 

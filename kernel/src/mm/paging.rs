@@ -177,16 +177,25 @@ pub fn map_huge_range(root: Frame, va: u64, phys: u64, len: u64, shift: u32, lea
     Ok(())
 }
 
-/// Frees every owned frame and every table of the user half of `root`
-/// (PML4 entries 0..256) and clears those entries. The caller makes sure
-/// no CPU still uses these translations.
-pub fn free_user_half(root: Frame) {
+/// Unhooks the user half of `root` (PML4 entries 0..256): clears the
+/// entries and returns the detached PDPTs. After a TLB flush of every CPU
+/// that used `root`, [`free_detached`] frees them.
+pub fn detach_user_half(root: Frame) -> alloc::vec::Vec<u64> {
+    let mut detached = alloc::vec::Vec::new();
     for i in 0..KERNEL_PML4_START {
         let e = root_entry(root, i);
         if e & flags::PRESENT != 0 {
-            free_subtree(e & ADDR_MASK, 2);
             set_root_entry(root, i, 0);
+            detached.push(e & ADDR_MASK);
         }
+    }
+    detached
+}
+
+/// Frees detached user subtrees: every owned leaf frame and every table.
+pub fn free_detached(pdpts: &[u64]) {
+    for t in pdpts {
+        free_subtree(*t, 2);
     }
 }
 
