@@ -9,7 +9,9 @@ use crate::mm;
 pub fn run(initrd: Payload<'static>) -> ! {
     let m = &initrd.manifest;
     kprintln!("init: scenario {} ({} program(s), workload: {})", m.scenario.name, m.programs.len(), m.workload.is_some());
-    let ok = boot_checks();
+    let mut ok = boot_checks();
+    ok &= crate::selftest::run(&m.scenario.selftests);
+    crate::percpu::print_cpustat();
     verdict(m.scenario.name, ok.then_some(()).ok_or("boot checks failed"))
 }
 

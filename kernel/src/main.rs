@@ -18,8 +18,12 @@ mod initrd;
 mod irq;
 mod mm;
 mod panic;
+mod percpu;
 mod sched;
+mod selftest;
+mod smp;
 mod sync;
+mod time;
 mod trap;
 
 use mm::frame::PhysRange;
@@ -34,7 +38,8 @@ pub fn kmain(boot_info_phys: u64) -> ! {
     kprintln!("kernel: booting");
     let facts = early_facts(boot_info_phys);
     mm_init(&facts);
-    arch::init_cpu(0, 0);
+    arch::init_cpu(0, arch::apic::initial_id());
+    smp::init(facts.0.rsdp);
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
         mm::frame::free_frames() * 4096 >> 20,
@@ -83,4 +88,6 @@ fn mm_init(f: &EarlyFacts) {
 }
 
 /// Stops every other CPU (panic path). No-op until SMP is up.
-pub fn smp_stop_others() {}
+pub fn smp_stop_others() {
+    smp::stop_others();
+}
