@@ -205,7 +205,7 @@ mod tests {
         let elf = [0x7fu8, b'E', b'L', b'F', 1, 2, 3];
         let p = Payload {
             manifest: Manifest {
-                scenario: Scenario { name: "x", description: Some("d"), timeout_ms: Some(5) },
+                scenario: Scenario { name: "x", description: Some("d"), timeout_ms: Some(5), selftests: alloc::vec![crate::manifest::SelfTest::Smp] },
                 programs: vec![ProgramSpec {
                     name: "p",
                     args: vec!["a", "b"],

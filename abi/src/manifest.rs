@@ -40,6 +40,32 @@ pub struct Scenario<'a> {
     pub description: Option<&'a str>,
     /// Guest-side watchdog; the scenario FAILs when it fires.
     pub timeout_ms: Option<u64>,
+    /// Kernel self-tests init runs before the programs (`selftests = [..]`).
+    pub selftests: Vec<SelfTest>,
+}
+
+/// A kernel self-test a manifest can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelfTest {
+    /// `smp`: every CPU online, ticks, IPI ping-pong, TLB shootdown, stop/park.
+    Smp,
+}
+
+impl SelfTest {
+    /// Every self-test, in the order init runs them.
+    pub const ALL: &'static [SelfTest] = &[SelfTest::Smp];
+
+    /// The manifest word.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SelfTest::Smp => "smp",
+        }
+    }
+
+    /// Parses a manifest word.
+    pub fn from_name(word: &str) -> Option<SelfTest> {
+        Self::ALL.iter().copied().find(|t| t.name() == word)
+    }
 }
 
 /// One `[[program]]`.
@@ -169,6 +195,15 @@ mod tests {
         assert_eq!(Expect::parse("exit:+1"), None);
         assert_eq!(Expect::parse("exit"), None);
         assert_eq!(Expect::parse("crash"), None);
+    }
+
+    #[test]
+    fn selftest_names() {
+        assert_eq!(SelfTest::from_name("smp"), Some(SelfTest::Smp));
+        assert_eq!(SelfTest::from_name("SMP"), None);
+        for t in SelfTest::ALL {
+            assert_eq!(SelfTest::from_name(t.name()), Some(*t));
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub fn run(initrd: Payload<'static>) -> ! {
     if !boot_checks() {
         STATE.lock().failures.push(String::from("boot-checks"));
     }
+    if !crate::selftest::run(&m.scenario.selftests) {
+        STATE.lock().failures.push(String::from("selftests"));
+    }
     if let Some(ms) = m.scenario.timeout_ms {
         let deadline = arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
         crate::sched::timer::add(deadline, crate::sched::timer::TimerEvent::Watchdog);

@@ -22,6 +22,7 @@ mod panic;
 mod percpu;
 mod proc;
 mod sched;
+mod selftest;
 mod smp;
 mod sync;
 mod time;
@@ -39,10 +40,8 @@ pub fn kmain(boot_info_phys: u64) -> ! {
     kprintln!("kernel: booting");
     let facts = early_facts(boot_info_phys);
     mm_init(&facts);
-    arch::init_cpu(0, 0);
-    // Mask both legacy PICs (the BIOS leaves the PIT on vector 8).
-    arch::cpu::outb(0x21, 0xff);
-    arch::cpu::outb(0xa1, 0xff);
+    arch::init_cpu(0, arch::apic::initial_id());
+    smp::init(facts.0.rsdp);
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
         mm::frame::free_frames() * 4096 >> 20,
@@ -91,4 +90,6 @@ fn mm_init(f: &EarlyFacts) {
 }
 
 /// Stops every other CPU (panic path). No-op until SMP is up.
-pub fn smp_stop_others() {}
+pub fn smp_stop_others() {
+    smp::stop_others();
+}

@@ -1,24 +1,36 @@
-//! Per-CPU scheduler counters (placeholder until the APIC work lands).
+//! Kernel-level per-CPU counters, indexed by dense CPU id.
+//!
+//! The arch per-CPU block (`arch::percpu`, through GS) holds what the entry
+//! assembly needs; these statistics live here, in a static array, so any
+//! CPU can read any other's (for `CPUSTAT` lines and benchmarks). Each
+//! counter is written by its own CPU only (except `ipi_sent`, which counts
+//! on the sender), so relaxed atomics are enough.
+//!
+//! Who updates what: the scheduler `busy_cycles`, `idle_cycles`,
+//! `switches`, `steals`; `crate::irq` and `crate::smp` `ticks`, `ipi_sent`,
+//! `ipi_recv`, `shootdowns`.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::smp::MAX_CPUS;
+/// Most CPUs the kernel runs on (a CPU mask is one u64).
+pub const MAX_CPUS: usize = crate::arch::acpi::MAX_CPUS;
 
 /// One CPU's counters.
+#[derive(Default)]
 pub struct CpuStats {
     /// TSC cycles spent running user threads.
     pub busy_cycles: AtomicU64,
-    /// TSC cycles spent halted in idle.
+    /// TSC cycles spent idle (halted).
     pub idle_cycles: AtomicU64,
     /// Context switches.
     pub switches: AtomicU64,
-    /// Threads stolen from other CPUs.
+    /// Threads stolen from other CPUs' queues.
     pub steals: AtomicU64,
-    /// Reschedule IPIs sent.
+    /// IPIs this CPU sent.
     pub ipi_sent: AtomicU64,
-    /// Reschedule IPIs received.
+    /// IPIs this CPU received.
     pub ipi_recv: AtomicU64,
-    /// TLB shootdowns initiated.
+    /// TLB shootdown requests this CPU carried out.
     pub shootdowns: AtomicU64,
     /// Timer interrupts.
     pub ticks: AtomicU64,
@@ -39,32 +51,35 @@ impl CpuStats {
     }
 }
 
-#[allow(clippy::declare_interior_mutable_const)]
-const NEW: CpuStats = CpuStats::new();
-static STATS: [CpuStats; MAX_CPUS] = [NEW; MAX_CPUS];
+static STATS: [CpuStats; MAX_CPUS] = [const { CpuStats::new() }; MAX_CPUS];
 
-/// CPU `cpu`'s counters.
+/// CPU `cpu`'s counters. Panics when `cpu >= MAX_CPUS` (a kernel bug).
 pub fn stats(cpu: usize) -> &'static CpuStats {
     &STATS[cpu]
 }
 
-/// Prints one CPUSTAT line per online CPU (CONTRACTS.md section 4).
+/// Adds one to `counter`.
+#[inline]
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Prints one `CPUSTAT` line per online CPU (CONTRACTS.md section 4).
 pub fn print_cpustat() {
-    let ms = |c: u64| crate::time::tsc_to_ns(c) / 1_000_000;
     for cpu in 0..crate::smp::cpu_count() {
         let s = stats(cpu);
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         kprintln!(
             "CPUSTAT cpu={} busy_ms={} idle_ms={} switches={} steals={} ipi_sent={} ipi_recv={} shootdowns={} ticks={}",
             cpu,
-            ms(g(&s.busy_cycles)),
-            ms(g(&s.idle_cycles)),
-            g(&s.switches),
-            g(&s.steals),
-            g(&s.ipi_sent),
-            g(&s.ipi_recv),
-            g(&s.shootdowns),
-            g(&s.ticks)
+            crate::time::cycles_to_ms(r(&s.busy_cycles)),
+            crate::time::cycles_to_ms(r(&s.idle_cycles)),
+            r(&s.switches),
+            r(&s.steals),
+            r(&s.ipi_sent),
+            r(&s.ipi_recv),
+            r(&s.shootdowns),
+            r(&s.ticks)
         );
     }
 }

@@ -16,6 +16,8 @@ const EXCEPTION_NAMES: [&str; 32] = [
     "reserved", "hypervisor injection", "VMM communication", "security", "reserved",
 ];
 
+/// Vector of the NMI (stop and park requests, `crate::smp`).
+const VECTOR_NMI: u64 = 2;
 /// Vector of the page fault.
 const VECTOR_PAGE_FAULT: u64 = 14;
 
@@ -26,6 +28,10 @@ pub fn handle(frame: &mut TrapFrame) {
         // system call (docs/architecture/capabilities.md).
         arch::entry::reflect_syscall(frame);
         syscall(frame);
+        return;
+    }
+    if frame.vector == VECTOR_NMI {
+        crate::irq::nmi(frame);
         return;
     }
     let from_user = frame.from_user();

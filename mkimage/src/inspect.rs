@@ -70,6 +70,10 @@ fn describe_manifest(text: &mut String, payload: &Payload<'_>) {
     if let Some(t) = m.scenario.timeout_ms {
         let _ = writeln!(text, "  timeout_ms={t}");
     }
+    if !m.scenario.selftests.is_empty() {
+        let names: Vec<&str> = m.scenario.selftests.iter().map(|t| t.name()).collect();
+        let _ = writeln!(text, "  selftests={}", names.join(","));
+    }
     for (i, p) in m.programs.iter().enumerate() {
         let caps: Vec<&str> = p.caps.iter().map(|k: &CapKind| k.name()).collect();
         let _ = writeln!(

@@ -25,7 +25,7 @@ type Value<'i> = Spanned<DeValue<'i>>;
 /// Keys allowed at the top level.
 const TOP_KEYS: &[&str] = &["scenario", "program", "workload"];
 /// Keys allowed in `[scenario]`.
-const SCENARIO_KEYS: &[&str] = &["name", "description", "timeout_ms"];
+const SCENARIO_KEYS: &[&str] = &["name", "description", "timeout_ms", "selftests"];
 /// Keys allowed in each `[[program]]`.
 const PROGRAM_KEYS: &[&str] = &["name", "args", "caps", "expect"];
 /// Keys allowed in `[workload]`.
@@ -54,6 +54,8 @@ pub struct ScenarioDef {
     pub description: Option<String>,
     /// Guest-side watchdog, > 0.
     pub timeout_ms: Option<u64>,
+    /// Kernel self-tests, no duplicates.
+    pub selftests: Vec<am::SelfTest>,
 }
 
 /// One `[[program]]`, checked.
@@ -99,6 +101,7 @@ impl ManifestDoc {
                 name: &self.scenario.name,
                 description: self.scenario.description.as_deref(),
                 timeout_ms: self.scenario.timeout_ms,
+                selftests: self.scenario.selftests.clone(),
             },
             programs: self
                 .programs
@@ -410,11 +413,55 @@ impl Checker<'_> {
                 .and_then(|n| u64::try_from(n).ok())
                 .map(Some),
         };
+        let selftests = match get(t, "selftests") {
+            None => Some(Vec::new()),
+            Some(v) => self.selftests(v),
+        };
         Some(ScenarioDef {
             name: name?,
             description: description?,
             timeout_ms: timeout_ms?,
+            selftests: selftests?,
         })
+    }
+
+    fn selftests(&mut self, v: &Value<'_>) -> Option<Vec<am::SelfTest>> {
+        let names: Vec<&str> = am::SelfTest::ALL.iter().map(|t| t.name()).collect();
+        let expected = format!(
+            "selftests must be an array of self-test names ({})",
+            names.join(", ")
+        );
+        let DeValue::Array(items) = v.get_ref() else {
+            self.wrong(v, &expected);
+            return None;
+        };
+        let mut out = Some(Vec::new());
+        for item in items.iter() {
+            let Some(word) = self.string(item, &expected) else {
+                out = None;
+                continue;
+            };
+            let Some(test) = am::SelfTest::from_name(word) else {
+                self.err(
+                    item.span().start,
+                    format!(
+                        "unknown self-test {word:?} (expected one of {})",
+                        names.join(", ")
+                    ),
+                );
+                out = None;
+                continue;
+            };
+            match out.as_mut() {
+                Some(list) if list.contains(&test) => {
+                    self.err(item.span().start, format!("duplicate self-test {word:?}"));
+                    out = None;
+                }
+                Some(list) => list.push(test),
+                None => {}
+            }
+        }
+        out
     }
 
     fn scenario_name(&mut self, v: &Value<'_>) -> Option<String> {
@@ -692,6 +739,31 @@ mod tests {
                                workers = 2\nmode = \"thread\"\n";
 
     #[test]
+    fn selftests_parse() {
+        let doc = parse("[scenario]\nname = \"t\"\nselftests = [\"smp\"]\n").expect("valid");
+        assert_eq!(doc.scenario.selftests, vec![am::SelfTest::Smp]);
+        assert_eq!(doc.to_abi().scenario.selftests, vec![am::SelfTest::Smp]);
+        let doc = parse(SCENARIO).expect("valid");
+        assert!(doc.scenario.selftests.is_empty());
+    }
+
+    #[test]
+    fn selftests_errors() {
+        assert_eq!(
+            one("[scenario]\nname = \"t\"\nselftests = [\"smp\", \"fpu\"]\n"),
+            "m.toml:3:21: unknown self-test \"fpu\" (expected one of smp)"
+        );
+        assert_eq!(
+            one("[scenario]\nname = \"t\"\nselftests = \"smp\"\n"),
+            "m.toml:3:13: selftests must be an array of self-test names (smp), found \"smp\""
+        );
+        assert_eq!(
+            one("[scenario]\nname = \"t\"\nselftests = [\"smp\", \"smp\"]\n"),
+            "m.toml:3:21: duplicate self-test \"smp\""
+        );
+    }
+
+    #[test]
     fn minimal_is_valid() {
         let doc = parse(SCENARIO).expect("valid");
         assert_eq!(doc.scenario.name, "t");
@@ -797,7 +869,7 @@ mod tests {
     fn unknown_nested_keys() {
         assert_eq!(
             one("[scenario]\nname = \"t\"\ntimeout = 5\n"),
-            "m.toml:3:1: unknown key \"timeout\" in [scenario] (allowed: name, description, timeout_ms)"
+            "m.toml:3:1: unknown key \"timeout\" in [scenario] (allowed: name, description, timeout_ms, selftests)"
         );
         assert_eq!(
             one(&format!(

@@ -4,6 +4,8 @@
 //! assembly lives in this directory.
 #![allow(unsafe_code)]
 
+pub mod acpi;
+pub mod apic;
 pub mod boot;
 pub mod cpu;
 pub mod entry;
@@ -12,9 +14,13 @@ pub mod gdt;
 pub mod idt;
 pub mod multiboot;
 pub mod percpu;
+pub mod pic;
+pub mod pit;
 pub mod qemu;
 pub mod serial;
 pub mod syscall;
+pub mod tlb;
+pub mod trampoline;
 
 pub use cpu::{cli, halt_forever, interrupts_enabled, rdtsc, sti, sti_hlt, zero_page};
 pub use entry::TrapFrame;
