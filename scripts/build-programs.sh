@@ -30,6 +30,8 @@ export CARGO_TARGET_DIR="${PROGRAMS_TARGET_DIR:-$root/target/programs}"
 #   never written; seen with rustc 1.95). The prime sieve is integer code,
 #   so the programs stay on the target's default features; see
 #   docs/benchmarks.md for what that means for the native comparison.
+#   (rt now also writes SQEs field by field, which avoids that lowering.)
+rustflags="-C relocation-model=static -C link-arg=-T$root/programs/user.ld"
 
 
 # Program name -> cargo package. The smoke package has one binary per

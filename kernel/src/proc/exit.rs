@@ -71,7 +71,7 @@ pub fn thread_died(t: &Arc<Thread>) {
             ti.joined = true;
         }
         ti.overflow.clear();
-        (ti.ring.take(), joiner, value, !ti.handle_open || ti.joined)
+        (ti.ring.take(), joiner, value, !ti.handle_open)
     };
     let p = t.process.clone();
     if let Some(ring) = ring {

@@ -5,13 +5,12 @@ use core::sync::atomic::Ordering;
 
 use abi::error::Error;
 use abi::layout::USER_END;
-use abi::ring::{Cqe, Sqe};
+use abi::ring::Sqe;
 
 use super::{done, Outcome};
 use crate::arch::TrapFrame;
 use crate::cap::table::Cap;
-use crate::sched::thread::{self, Joiner, ThreadRef};
-use crate::sched::thread::Thread;
+use crate::sched::thread::{self, Joiner, Thread, ThreadRef};
 
 fn user_addr(v: u64) -> Result<u64, Error> {
     if v < USER_END {
@@ -56,10 +55,9 @@ pub fn join(t: &Arc<Thread>, sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> 
         return Err(Error::Stale);
     }
     if ti.reaped {
+        // Already exited: the handle keeps it registered until closed.
         let v = ti.exit_value.unwrap_or(0);
         ti.joined = true;
-        drop(ti);
-        thread::unregister(r);
         return Ok(done(sqe, 0, 0, v as u64));
     }
     if ti.joiner.is_some() {
@@ -102,7 +100,3 @@ pub fn handle_closed(r: ThreadRef) {
         }
     }
 }
-
-/// Keeps `Cqe` in scope for completions built by callers.
-#[allow(dead_code)]
-fn _cqe(_: Cqe, _: &Thread) {}
