@@ -4,7 +4,10 @@ use crate::arch::{self, TrapFrame};
 
 /// A user-mode exception.
 pub fn user_fault(frame: &mut TrapFrame, addr: u64) {
-    panic!("user fault vector {} rip={:#x} addr={addr:#x}", frame.vector, frame.rip);
+    panic!(
+        "user fault vector {} rip={:#x} addr={addr:#x}",
+        frame.vector, frame.rip
+    );
 }
 
 /// The system call.
