@@ -35,7 +35,10 @@ pub fn handle(frame: &mut TrapFrame) {
         }
         Ok(smp::SPURIOUS_VECTOR) => {}
         _ if pic::owns_vector(vector) => legacy(frame),
-        _ => panic!("unexpected interrupt vector {} at rip={:#x}", vector, frame.rip),
+        _ => panic!(
+            "unexpected interrupt vector {} at rip={:#x}",
+            vector, frame.rip
+        ),
     }
 }
 

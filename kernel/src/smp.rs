@@ -66,7 +66,12 @@ struct CpuSlot {
     online: AtomicBool,
 }
 
-static CPUS: [CpuSlot; MAX_CPUS] = [const { CpuSlot { apic_id: AtomicU32::new(0), online: AtomicBool::new(false) } }; MAX_CPUS];
+static CPUS: [CpuSlot; MAX_CPUS] = [const {
+    CpuSlot {
+        apic_id: AtomicU32::new(0),
+        online: AtomicBool::new(false),
+    }
+}; MAX_CPUS];
 /// Bit i set = CPU i is online.
 static ONLINE_MASK: AtomicU64 = AtomicU64::new(0);
 /// Usable processors the firmware reported (1 without a MADT).
@@ -74,12 +79,17 @@ static EXPECTED: AtomicUsize = AtomicUsize::new(1);
 /// Set by an AP as soon as it reaches Rust: its CPU index.
 static AP_ALIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// A cross-CPU request.
+/// A cross-CPU request. Kept by value (no heap on IPI paths), so the
+/// page list makes one variant large on purpose.
 #[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)]
 enum Work {
     None,
     Call(fn(u64), u64),
-    Flush { pages: [u64; MAX_SHOOTDOWN_PAGES], count: usize },
+    Flush {
+        pages: [u64; MAX_SHOOTDOWN_PAGES],
+        count: usize,
+    },
     FlushAll,
 }
 
@@ -95,10 +105,17 @@ struct Outbox {
     pending: AtomicU64,
 }
 
-static OUTBOX: [[Outbox; LEVELS]; MAX_CPUS] =
-    [const { [const { Outbox { work: IrqMutex::new(Work::None), pending: AtomicU64::new(0) } }; LEVELS] }; MAX_CPUS];
+static OUTBOX: [[Outbox; LEVELS]; MAX_CPUS] = [const {
+    [const {
+        Outbox {
+            work: IrqMutex::new(Work::None),
+            pending: AtomicU64::new(0),
+        }
+    }; LEVELS]
+}; MAX_CPUS];
 /// `INBOX[cpu][level]`: the senders whose level-`level` request `cpu` has not run yet.
-static INBOX: [[AtomicU64; LEVELS]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; LEVELS] }; MAX_CPUS];
+static INBOX: [[AtomicU64; LEVELS]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; LEVELS] }; MAX_CPUS];
 /// How many of its own requests each CPU is waiting for right now.
 static DEPTH: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
 
@@ -130,7 +147,10 @@ pub fn init(rsdp: Option<(u64, bool)>) {
     };
     let has_apic = apic::present();
     if has_apic {
-        apic::init(madt.as_ref().map_or_else(apic::base_phys_from_msr, |m| m.lapic_phys));
+        apic::init(
+            madt.as_ref()
+                .map_or_else(apic::base_phys_from_msr, |m| m.lapic_phys),
+        );
     }
     let lapic = apic::local();
     if let Some(a) = lapic {
@@ -154,7 +174,11 @@ pub fn init(rsdp: Option<(u64, bool)>) {
         return;
     };
     if m.dropped > 0 {
-        kprintln!("smp: {} processor(s) beyond {} ignored", m.dropped, MAX_CPUS);
+        kprintln!(
+            "smp: {} processor(s) beyond {} ignored",
+            m.dropped,
+            MAX_CPUS
+        );
     }
     let expected = m.count + usize::from(!m.apic_ids[..m.count].contains(&bsp_apic));
     EXPECTED.store(expected, Ordering::Relaxed);
@@ -192,14 +216,23 @@ fn start_ap(a: &dyn apic::LocalApic, index: usize, apic_id: u32) -> Started {
         kprintln!("smp: no memory for CPU {index}'s boot stack");
         return Started::NoAnswer;
     };
-    arch::trampoline::publish_stack(stack.virt() + AP_BOOT_STACK_PAGES * crate::mm::PAGE_SIZE, index);
+    arch::trampoline::publish_stack(
+        stack.virt() + AP_BOOT_STACK_PAGES * crate::mm::PAGE_SIZE,
+        index,
+    );
     AP_ALIVE.store(usize::MAX, Ordering::SeqCst);
     a.send_ipi(Dest::Apic(apic_id), Ipi::Init);
     time::delay_ns(INIT_DELAY_NS);
-    a.send_ipi(Dest::Apic(apic_id), Ipi::Startup(arch::trampoline::SIPI_VECTOR));
+    a.send_ipi(
+        Dest::Apic(apic_id),
+        Ipi::Startup(arch::trampoline::SIPI_VECTOR),
+    );
     let alive = || AP_ALIVE.load(Ordering::SeqCst) == index;
     if !wait_until(SIPI_RETRY_NS, alive) {
-        a.send_ipi(Dest::Apic(apic_id), Ipi::Startup(arch::trampoline::SIPI_VECTOR));
+        a.send_ipi(
+            Dest::Apic(apic_id),
+            Ipi::Startup(arch::trampoline::SIPI_VECTOR),
+        );
     }
     if !wait_until(AP_ALIVE_TIMEOUT_NS, alive) && arch::trampoline::withdraw_stack() {
         kprintln!(
@@ -310,7 +343,10 @@ pub fn shootdown(mask: u64, pages: &[u64]) {
     } else {
         let mut list = [0; MAX_SHOOTDOWN_PAGES];
         list[..pages.len()].copy_from_slice(pages);
-        Work::Flush { pages: list, count: pages.len() }
+        Work::Flush {
+            pages: list,
+            count: pages.len(),
+        }
     };
     post(mask, work);
 }
@@ -320,7 +356,10 @@ fn post(mask: u64, work: Work) {
     arch::cli();
     let me = arch::cpu_id();
     let level = DEPTH[me].fetch_add(1, Ordering::SeqCst);
-    assert!(level < LEVELS, "smp: cross-CPU requests nested deeper than {LEVELS} on CPU {me}");
+    assert!(
+        level < LEVELS,
+        "smp: cross-CPU requests nested deeper than {LEVELS} on CPU {me}"
+    );
     let me_bit = 1u64 << me;
     let targets = mask & online_mask() & !me_bit;
     let outbox = &OUTBOX[me][level];
@@ -420,7 +459,11 @@ pub fn stop_others() {
     if time::tsc_hz() != 0 {
         wait_until(STOP_WAIT_NS, || STOPPED.load(Ordering::SeqCst) >= others);
     }
-    kprintln!("smp: stopped {} of {} other CPU(s)", STOPPED.load(Ordering::SeqCst), others);
+    kprintln!(
+        "smp: stopped {} of {} other CPU(s)",
+        STOPPED.load(Ordering::SeqCst),
+        others
+    );
 }
 
 /// The NMI handler (from `crate::trap` via `crate::irq`). Returns false

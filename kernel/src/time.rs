@@ -97,7 +97,8 @@ fn agree(a: u64, b: u64) -> bool {
 }
 
 fn plausible(tsc_hz: u64, lapic_hz: u64, with_lapic: bool) -> bool {
-    (TSC_HZ_MIN..=TSC_HZ_MAX).contains(&tsc_hz) && (!with_lapic || (LAPIC_HZ_MIN..=LAPIC_HZ_MAX).contains(&lapic_hz))
+    (TSC_HZ_MIN..=TSC_HZ_MAX).contains(&tsc_hz)
+        && (!with_lapic || (LAPIC_HZ_MIN..=LAPIC_HZ_MAX).contains(&lapic_hz))
 }
 
 /// The TSC frequency CPUID reports (leaf 0x15, else 0x16), if any.
@@ -140,8 +141,14 @@ pub fn calibrate(with_lapic: bool) {
     }
     let (tsc_hz, lapic_hz, how) = match (accepted, last) {
         (Some((t, l)), _) => (t, l, "PIT"),
-        (None, Some((t, l))) if plausible(t, l, lapic.is_some()) => (t, l, "PIT (windows disagreed; last kept)"),
-        _ => (tsc_hz_from_cpuid().unwrap_or(TSC_HZ_FALLBACK), LAPIC_HZ_FALLBACK, "fallback (PIT unusable)"),
+        (None, Some((t, l))) if plausible(t, l, lapic.is_some()) => {
+            (t, l, "PIT (windows disagreed; last kept)")
+        }
+        _ => (
+            tsc_hz_from_cpuid().unwrap_or(TSC_HZ_FALLBACK),
+            LAPIC_HZ_FALLBACK,
+            "fallback (PIT unusable)",
+        ),
     };
     set_frequencies(tsc_hz, if lapic.is_some() { lapic_hz } else { 0 });
     kprintln!(
@@ -232,7 +239,8 @@ pub fn arm_oneshot_ns(ns: u64) {
     match timer_kind() {
         TimerKind::LocalApic => {
             if let Some(a) = apic::local() {
-                let count = fp_mul(ns, LAPIC_PER_NS_FP.load(Ordering::Relaxed)).clamp(1, u64::from(u32::MAX));
+                let count = fp_mul(ns, LAPIC_PER_NS_FP.load(Ordering::Relaxed))
+                    .clamp(1, u64::from(u32::MAX));
                 a.timer_start(TIMER_VECTOR, count as u32, false);
             }
         }

@@ -36,23 +36,30 @@ const TEST_VA: u64 = mm::MMIO_BASE + (256 << 30);
 /// Ticks every CPU must show, and how long that may take.
 const TICKS_WANTED: u64 = 3;
 const TICKS_TIMEOUT_NS: u64 = 3_000_000_000;
+/// The one-shot timer test's delay.
+const ONESHOT_NS: u64 = 5_000_000;
 /// Bound on single waits (a wake IPI, a park).
 const WAIT_NS: u64 = 2_000_000_000;
 /// How long a parked CPU is watched for ticks.
 const PARK_WATCH_NS: u64 = 30_000_000;
 
 /// What each CPU read from the test pages.
-static SEEN: [[AtomicU64; TEST_PAGES]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; TEST_PAGES] }; MAX_CPUS];
+static SEEN: [[AtomicU64; TEST_PAGES]; MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; TEST_PAGES] }; MAX_CPUS];
 /// Pongs each CPU answered.
 static PONGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Round-trip cycles measured by each initiator (sum over its rounds).
 static RTT_SUM: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
+/// One check: Ok, or the reason it failed.
+type Check = fn() -> Result<(), &'static str>;
+
 /// Runs every check; true when all passed.
 pub fn run() -> bool {
-    let checks: [(&str, fn() -> Result<(), &'static str>); 5] = [
+    let checks: [(&str, Check); 6] = [
         ("smp-online", online),
         ("smp-ticks", ticks),
+        ("smp-oneshot", oneshot),
         ("smp-ipi", ipi),
         ("smp-shootdown", shootdown),
         ("smp-stop", stop),
@@ -74,13 +81,28 @@ pub fn run() -> bool {
     first_failure.is_none()
 }
 
+/// Spins with interrupts on until `done` or `timeout_ns` passes (not
+/// `hlt`: with a timer under test, nothing else may wake this CPU).
+fn spin_with_interrupts(timeout_ns: u64, done: impl Fn() -> bool) {
+    let deadline = time::deadline_after_ns(timeout_ns);
+    arch::sti();
+    while !done() && !time::passed(deadline) {
+        core::hint::spin_loop();
+    }
+    arch::cli();
+}
+
 fn others() -> impl Iterator<Item = usize> {
     let me = arch::cpu_id();
     smp::bits(smp::online_mask()).filter(move |&c| c != me)
 }
 
 fn online() -> Result<(), &'static str> {
-    kprintln!("SMP online cpus={} expected={}", smp::cpu_count(), smp::expected_count());
+    kprintln!(
+        "SMP online cpus={} expected={}",
+        smp::cpu_count(),
+        smp::expected_count()
+    );
     if smp::cpu_count() != smp::expected_count() {
         return Err("online-count-differs-from-madt");
     }
@@ -94,19 +116,45 @@ fn ticks() -> Result<(), &'static str> {
         start[c] = stats(c).ticks.load(Ordering::Relaxed);
     }
     let advanced = |c: usize| stats(c).ticks.load(Ordering::Relaxed) >= start[c] + TICKS_WANTED;
-    let deadline = time::deadline_after_ns(TICKS_TIMEOUT_NS);
     // The boot CPU takes its own ticks only with interrupts on.
-    while !smp::bits(mask).all(advanced) && !time::passed(deadline) {
-        arch::sti_hlt();
-        arch::cli();
-    }
+    spin_with_interrupts(TICKS_TIMEOUT_NS, || smp::bits(mask).all(advanced));
     for c in smp::bits(mask) {
-        kprintln!("SMP ticks cpu={} ticks={}", c, stats(c).ticks.load(Ordering::Relaxed) - start[c]);
+        kprintln!(
+            "SMP ticks cpu={} ticks={}",
+            c,
+            stats(c).ticks.load(Ordering::Relaxed) - start[c]
+        );
     }
     if smp::bits(mask).all(advanced) {
         Ok(())
     } else {
         Err("ticks-stalled")
+    }
+}
+
+/// The scheduler's timer API on this CPU: a one-shot fires once, then
+/// stays quiet; the periodic tick comes back afterwards.
+fn oneshot() -> Result<(), &'static str> {
+    let me = arch::cpu_id();
+    let count = || stats(me).ticks.load(Ordering::SeqCst);
+    time::disarm();
+    let before = count();
+    let t0 = time::now_ns();
+    time::arm_oneshot_ns(ONESHOT_NS);
+    spin_with_interrupts(TICKS_TIMEOUT_NS, || count() != before);
+    let fired_after_ns = time::now_ns() - t0;
+    let fired = count() > before;
+    // A one-shot must not repeat: watch for a few more periods.
+    let after_fire = count();
+    spin_with_interrupts(ONESHOT_NS * 4, || false);
+    let repeated = count() != after_fire;
+    time::set_periodic(time::DEFAULT_TICK_HZ);
+    kprintln!("SMP oneshot cpu={me} requested_ns={ONESHOT_NS} fired_after_ns={fired_after_ns} repeated={repeated}");
+    match (fired, repeated) {
+        (false, _) => Err("oneshot-never-fired"),
+        (true, true) => Err("oneshot-repeated"),
+        (true, false) if fired_after_ns < ONESHOT_NS / 2 => Err("oneshot-early"),
+        _ => Ok(()),
     }
 }
 
@@ -118,9 +166,9 @@ fn pong(_arg: u64) {
 fn ping(target: u64) {
     let mut sum = 0;
     for _ in 0..PING_ROUNDS {
-        let t0 = arch::rdtsc();
+        let t0 = time::now_tsc();
         smp::call_on(1 << target, pong, 0);
-        sum += arch::rdtsc().wrapping_sub(t0);
+        sum += time::now_tsc().wrapping_sub(t0);
     }
     RTT_SUM[arch::cpu_id()].store(sum, Ordering::SeqCst);
 }
@@ -160,11 +208,10 @@ fn ipi() -> Result<(), &'static str> {
             total += rtt;
         }
     }
-    if pairs > 0 {
+    if let Some(avg) = total.checked_div(pairs) {
         kprintln!(
-            "SMP ipi pairs={pairs} rtt_cycles_min={min} rtt_cycles_avg={} rtt_cycles_max={max} rtt_ns_avg={}",
-            total / pairs,
-            time::tsc_to_ns(total / pairs)
+            "SMP ipi pairs={pairs} rtt_cycles_min={min} rtt_cycles_avg={avg} rtt_cycles_max={max} rtt_ns_avg={}",
+            time::tsc_to_ns(avg)
         );
     }
     Ok(())
@@ -190,7 +237,13 @@ fn map_pages(frames: &[frame::Frame; TEST_PAGES]) -> Result<(), &'static str> {
     let root = kernel_space::kernel_pml4();
     for (i, f) in frames.iter().enumerate() {
         let _ = paging::unmap_4k(root, test_va(i));
-        paging::map_4k(root, test_va(i), f.phys(), flags::WRITABLE | flags::NO_EXECUTE).map_err(|_| "map-failed")?;
+        paging::map_4k(
+            root,
+            test_va(i),
+            f.phys(),
+            flags::WRITABLE | flags::NO_EXECUTE,
+        )
+        .map_err(|_| "map-failed")?;
     }
     Ok(())
 }
@@ -201,7 +254,10 @@ fn all_see(frames: &[frame::Frame; TEST_PAGES]) -> Result<(), &'static str> {
     for c in smp::bits(smp::online_mask()) {
         for (i, f) in frames.iter().enumerate() {
             if SEEN[c][i].load(Ordering::SeqCst) != tag(f) {
-                kprintln!("SMP shootdown cpu={c} page={i} stale value={:#x}", SEEN[c][i].load(Ordering::SeqCst));
+                kprintln!(
+                    "SMP shootdown cpu={c} page={i} stale value={:#x}",
+                    SEEN[c][i].load(Ordering::SeqCst)
+                );
                 return Err("stale-translation");
             }
         }
@@ -233,7 +289,9 @@ fn shootdown() -> Result<(), &'static str> {
     }
     let mask = smp::online_mask();
     let pages: [u64; TEST_PAGES] = core::array::from_fn(test_va);
-    let before: u64 = smp::bits(mask).map(|c| stats(c).shootdowns.load(Ordering::SeqCst)).sum();
+    let before: u64 = smp::bits(mask)
+        .map(|c| stats(c).shootdowns.load(Ordering::SeqCst))
+        .sum();
     let result = (|| {
         map_pages(&a)?;
         all_see(&a)?;
@@ -246,14 +304,19 @@ fn shootdown() -> Result<(), &'static str> {
         smp::call_on(mask, storm, 0);
         all_see(&a)
     })();
-    let after: u64 = smp::bits(mask).map(|c| stats(c).shootdowns.load(Ordering::SeqCst)).sum();
+    let after: u64 = smp::bits(mask)
+        .map(|c| stats(c).shootdowns.load(Ordering::SeqCst))
+        .sum();
     let root = kernel_space::kernel_pml4();
     for i in 0..TEST_PAGES {
         let _ = paging::unmap_4k(root, test_va(i));
     }
     smp::shootdown(mask, &pages);
     let n = smp::cpu_count() as u64;
-    kprintln!("SMP shootdown cpus={n} pages_per_ipi={TEST_PAGES} handled={}", after - before);
+    kprintln!(
+        "SMP shootdown cpus={n} pages_per_ipi={TEST_PAGES} handled={}",
+        after - before
+    );
     result?;
     // Two single shootdowns plus each CPU's storm rounds, on every CPU.
     if after - before != n * (2 + n * STORM_ROUNDS) {

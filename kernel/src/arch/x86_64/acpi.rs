@@ -34,7 +34,11 @@ pub struct MadtInfo {
 struct DirectMap;
 
 impl AcpiHandler for DirectMap {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = crate::mm::phys_to_virt(physical_address as u64) as *mut T;
         let ptr = NonNull::new(virt).expect("direct map never yields null");
         // SAFETY: the direct map covers the region for the life of the
@@ -50,9 +54,15 @@ pub fn read_madt(rsdp_phys: u64) -> Result<MadtInfo, &'static str> {
     // SAFETY: `rsdp_phys` is the RSDP copy inside the Multiboot2
     // information, which stays reserved; the crate checks its signature
     // and checksum before trusting it.
-    let tables = unsafe { AcpiTables::from_rsdp(DirectMap, rsdp_phys as usize) }.map_err(|_| "invalid RSDP")?;
+    let tables = unsafe { AcpiTables::from_rsdp(DirectMap, rsdp_phys as usize) }
+        .map_err(|_| "invalid RSDP")?;
     let madt = tables.find_table::<Madt>().map_err(|_| "no MADT")?;
-    let mut info = MadtInfo { lapic_phys: u64::from(madt.get().local_apic_address), apic_ids: [0; MAX_CPUS], count: 0, dropped: 0 };
+    let mut info = MadtInfo {
+        lapic_phys: u64::from(madt.get().local_apic_address),
+        apic_ids: [0; MAX_CPUS],
+        count: 0,
+        dropped: 0,
+    };
     for entry in madt.get().entries() {
         let (apic_id, flags) = match entry {
             MadtEntry::LocalApic(e) => (u32::from(e.apic_id), e.flags),

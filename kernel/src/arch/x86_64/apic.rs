@@ -197,7 +197,9 @@ pub fn base_phys_from_msr() -> u64 {
 
 /// Maps the xAPIC registers at `phys` (once, shared by every CPU).
 pub fn init(phys: u64) {
-    LAPIC.call_once(|| XApic { base: crate::mm::kernel_space::map_mmio(phys, 4096) });
+    LAPIC.call_once(|| XApic {
+        base: crate::mm::kernel_space::map_mmio(phys, 4096),
+    });
 }
 
 /// The local APIC, once [`init`] ran (`None` on the no-APIC fallback).

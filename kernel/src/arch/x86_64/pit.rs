@@ -47,7 +47,11 @@ pub struct Window {
 /// (1..=50) on channel 2, then waits for the window to end and returns the
 /// TSC cycles it took, and `after`'s result taken at the end. Returns
 /// `None` when the PIT never signals the end (no PIT, or a broken one).
-pub fn measure<T>(ms: u64, during: impl FnOnce(), after: impl FnOnce() -> T) -> Option<(Window, T)> {
+pub fn measure<T>(
+    ms: u64,
+    during: impl FnOnce(),
+    after: impl FnOnce() -> T,
+) -> Option<(Window, T)> {
     let ticks = (PIT_HZ * ms.clamp(1, 50) / 1000) as u16;
     let b = inb(PORT_B);
     outb(PORT_B, (b & !PORT_B_SPEAKER) | PORT_B_GATE2);
@@ -67,7 +71,13 @@ pub fn measure<T>(ms: u64, during: impl FnOnce(), after: impl FnOnce() -> T) -> 
         }
     };
     let t = after();
-    Some((Window { tsc_cycles: end.wrapping_sub(start), pit_ticks: u64::from(ticks) }, t))
+    Some((
+        Window {
+            tsc_cycles: end.wrapping_sub(start),
+            pit_ticks: u64::from(ticks),
+        },
+        t,
+    ))
 }
 
 /// Starts channel 0 as a periodic tick at `hz` (the no-APIC fallback).

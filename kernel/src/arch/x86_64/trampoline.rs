@@ -68,7 +68,10 @@ pub fn install(kernel_cr3: u64) {
     unsafe {
         super::cpu::copy_words(dst, start, len.next_multiple_of(8));
         core::ptr::write_volatile((dst + (cr3_slot - start)) as *mut u64, boot_pml4_phys());
-        core::ptr::write_volatile((dst + (entry_slot - start)) as *mut u64, ap_entry64 as *const () as u64);
+        core::ptr::write_volatile(
+            (dst + (entry_slot - start)) as *mut u64,
+            ap_entry64 as *const () as u64,
+        );
     }
 }
 
