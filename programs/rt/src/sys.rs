@@ -1,0 +1,285 @@
+//! The ring client and a typed wrapper for every operation in [`abi::op`].
+//!
+//! [`call`] submits one SQE on the calling thread's ring and waits for the
+//! completion with its `user_data`; completions for other submissions that
+//! arrive meanwhile go to the thread's stash and are found there by a later
+//! [`wait_for`]. [`submit`] starts an operation without waiting and returns
+//! its token for [`wait_for`]. Kernel results come back as
+//! `Result<_, Error>`; nothing here panics on a kernel answer.
+
+use crate::tls::{self, Tls};
+use abi::caps::SELF_SLOT;
+use abi::error::Error;
+use abi::op::{ExitKind, Op, ParkResult, SpawnArgs};
+use abi::ring::{Cqe, Sqe};
+use abi::TIMEOUT_NEVER;
+use core::sync::atomic::AtomicU32;
+
+/// Builds an SQE for `op` on `cap` with the given arguments.
+pub fn sqe(op: Op, cap: u32, args: &[u64]) -> Sqe {
+    let mut s = Sqe {
+        opcode: op as u32,
+        cap,
+        ..Sqe::default()
+    };
+    for (dst, a) in s.args.iter_mut().zip(args) {
+        *dst = *a;
+    }
+    s
+}
+
+/// `cap_enter(min_complete, timeout_ns)` on the calling thread: the number
+/// of completions waiting in its CQ, or the kernel's error.
+pub fn enter(min_complete: u64, timeout_ns: u64) -> Result<u32, Error> {
+    let r = crate::arch::cap_enter(min_complete, timeout_ns);
+    if r < 0 {
+        return Err(Error::from_result(r).unwrap_or(Error::Invalid));
+    }
+    Ok(u32::try_from(r).unwrap_or(u32::MAX))
+}
+
+/// Maps a completion to `Ok(result)` or the error it carries.
+pub fn check(c: &Cqe) -> Result<i64, Error> {
+    if c.result < 0 {
+        Err(Error::from_result(c.result).unwrap_or(Error::Invalid))
+    } else {
+        Ok(c.result)
+    }
+}
+
+/// Moves every completion in the CQ to the stash, except the one carrying
+/// `want`, which is returned.
+fn drain(tls: &Tls, want: Option<u64>) -> Option<Cqe> {
+    let ring = tls.ring();
+    while let Some(c) = ring.pop() {
+        if Some(c.user_data) == want {
+            return Some(c);
+        }
+        if tls.with_stash(|s| s.put(c)).is_err() {
+            panic!(
+                "completion stash full ({} entries)",
+                crate::stash::STASH_ENTRIES
+            );
+        }
+    }
+    None
+}
+
+/// Publishes `s` on the calling thread's ring with a fresh `user_data`
+/// (its token), making room first if the SQ is full.
+fn push(tls: &Tls, mut s: Sqe) -> Result<u64, Error> {
+    let token = tls.fresh_user_data();
+    s.user_data = token;
+    let ring = tls.ring();
+    while !ring.push(&s) {
+        // SQ full: let the kernel consume, and keep what completed.
+        drain(tls, None);
+        enter(0, 0)?;
+    }
+    Ok(token)
+}
+
+/// Publishes `s` and lets the kernel consume it, without waiting for its
+/// completion. Returns its token for [`wait_for`].
+pub fn submit(s: Sqe) -> Result<u64, Error> {
+    let token = push(tls::current(), s)?;
+    enter(0, 0)?;
+    Ok(token)
+}
+
+/// Waits for the completion of a [`submit`]ted operation.
+pub fn wait_for(token: u64) -> Cqe {
+    let tls = tls::current();
+    loop {
+        if let Some(c) = tls.with_stash(|s| s.take(token)) {
+            return c;
+        }
+        if let Some(c) = drain(tls, Some(token)) {
+            return c;
+        }
+        if let Err(e) = enter(1, TIMEOUT_NEVER) {
+            return Cqe {
+                user_data: token,
+                result: e.as_result(),
+                value0: 0,
+                value1: 0,
+            };
+        }
+    }
+}
+
+/// The next completion of any submission (stashed ones first, oldest
+/// first), waiting for one if none is there.
+pub fn next_completion() -> Cqe {
+    let tls = tls::current();
+    loop {
+        if let Some(c) = tls.with_stash(|s| s.take_first()) {
+            return c;
+        }
+        if let Some(c) = tls.ring().pop() {
+            return c;
+        }
+        if let Err(e) = enter(1, TIMEOUT_NEVER) {
+            return Cqe {
+                user_data: 0,
+                result: e.as_result(),
+                value0: 0,
+                value1: 0,
+            };
+        }
+    }
+}
+
+/// Submits `s` and waits for its completion (one `cap_enter` when the
+/// kernel completes it at once).
+pub fn call(s: Sqe) -> Cqe {
+    match push(tls::current(), s) {
+        Ok(token) => wait_for(token),
+        Err(e) => Cqe {
+            user_data: 0,
+            result: e.as_result(),
+            value0: 0,
+            value1: 0,
+        },
+    }
+}
+
+fn call_ok(op: Op, cap: u32, args: &[u64]) -> Result<Cqe, Error> {
+    let c = call(sqe(op, cap, args));
+    check(&c).map(|_| c)
+}
+
+/// Op::Nop on `cap`.
+pub fn nop(cap: u32) -> Result<(), Error> {
+    call_ok(Op::Nop, cap, &[]).map(drop)
+}
+
+/// Op::ConsoleWrite: writes `bytes` as one unit; returns bytes written.
+pub fn console_write(cap: u32, bytes: &[u8]) -> Result<u64, Error> {
+    raw_console_write(cap, bytes.as_ptr() as u64, bytes.len() as u64)
+}
+
+/// Op::ConsoleWrite with an arbitrary pointer (for tests of the checks).
+pub fn raw_console_write(cap: u32, ptr: u64, len: u64) -> Result<u64, Error> {
+    call_ok(Op::ConsoleWrite, cap, &[ptr, len]).map(|c| c.result as u64)
+}
+
+/// Op::TimerNow: (nanoseconds since boot, TSC Hz).
+pub fn timer_now(cap: u32) -> Result<(u64, u64), Error> {
+    call_ok(Op::TimerNow, cap, &[]).map(|c| (c.value0, c.value1))
+}
+
+/// Op::TimerSleep for `ns` nanoseconds.
+pub fn sleep(cap: u32, ns: u64) -> Result<(), Error> {
+    call_ok(Op::TimerSleep, cap, &[ns]).map(drop)
+}
+
+/// Op::Spawn: (slot of the process handle, pid).
+pub fn spawn(cap: u32, args: &SpawnArgs) -> Result<(u32, u64), Error> {
+    let c = call_ok(Op::Spawn, cap, &[args as *const SpawnArgs as u64])?;
+    Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::ProcWait: how the process ended and its status (or vector).
+pub fn proc_wait(cap: u32) -> Result<(ExitKind, i64), Error> {
+    let c = call_ok(Op::ProcWait, cap, &[])?;
+    let kind = ExitKind::from_raw(c.value0).ok_or(Error::Invalid)?;
+    Ok((kind, c.value1 as i64))
+}
+
+/// Op::ProcKill.
+pub fn proc_kill(cap: u32) -> Result<(), Error> {
+    call_ok(Op::ProcKill, cap, &[]).map(drop)
+}
+
+/// Op::Exit: ends the whole process with `status`.
+pub fn exit(status: i64) -> ! {
+    let _ = call(sqe(Op::Exit, SELF_SLOT, &[status as u64]));
+    crate::arch::die()
+}
+
+/// Op::ThreadSpawn: (slot of the thread handle, tid).
+pub fn thread_spawn(entry: u64, stack_top: u64, arg: u64, tls: u64) -> Result<(u32, u64), Error> {
+    let c = call_ok(Op::ThreadSpawn, SELF_SLOT, &[entry, stack_top, arg, tls])?;
+    Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::ThreadJoin: the thread's exit value.
+pub fn thread_join(cap: u32) -> Result<i64, Error> {
+    call_ok(Op::ThreadJoin, cap, &[]).map(|c| c.value1 as i64)
+}
+
+/// Op::ThreadExit: ends the calling thread with `value`.
+pub fn thread_exit(value: i64) -> ! {
+    let _ = call(sqe(Op::ThreadExit, SELF_SLOT, &[value as u64]));
+    crate::arch::die()
+}
+
+/// Op::Park: sleeps while `word` holds `expected`, at most `timeout_ns`.
+pub fn park(word: &AtomicU32, expected: u32, timeout_ns: u64) -> Result<ParkResult, Error> {
+    let addr = word as *const AtomicU32 as u64;
+    let c = call_ok(
+        Op::Park,
+        SELF_SLOT,
+        &[addr, u64::from(expected), timeout_ns],
+    )?;
+    ParkResult::from_raw(c.value0).ok_or(Error::Invalid)
+}
+
+/// Op::Unpark: wakes up to `count` threads parked on `word`; returns how
+/// many were woken.
+pub fn unpark(word: &AtomicU32, count: u64) -> Result<u64, Error> {
+    let addr = word as *const AtomicU32 as u64;
+    call_ok(Op::Unpark, SELF_SLOT, &[addr, count]).map(|c| c.result as u64)
+}
+
+/// Op::StatsBusy: fills `busy` with per-CPU user-busy cycles; returns
+/// (number of CPUs, TSC Hz).
+pub fn stats_busy(cap: u32, busy: &mut [u64]) -> Result<(usize, u64), Error> {
+    let c = call_ok(
+        Op::StatsBusy,
+        cap,
+        &[busy.as_mut_ptr() as u64, busy.len() as u64],
+    )?;
+    Ok((c.result as usize, c.value0))
+}
+
+/// Op::CpuRecord: (mask of CPUs run on, user-busy cycles).
+pub fn cpu_record(cap: u32) -> Result<(u64, u64), Error> {
+    call_ok(Op::CpuRecord, cap, &[]).map(|c| (c.value0, c.value1))
+}
+
+/// Op::CapClose.
+pub fn cap_close(cap: u32) -> Result<(), Error> {
+    call_ok(Op::CapClose, cap, &[]).map(drop)
+}
+
+/// Op::SysInfo: (online CPUs, TSC Hz).
+pub fn sys_info() -> Result<(u64, u64), Error> {
+    call_ok(Op::SysInfo, SELF_SLOT, &[]).map(|c| (c.value0, c.value1))
+}
+
+/// Op::MemMap: `bytes` (rounded up to pages) of zeroed memory; its address.
+pub fn mem_map(bytes: u64) -> Result<u64, Error> {
+    call_ok(Op::MemMap, SELF_SLOT, &[bytes]).map(|c| c.value0)
+}
+
+/// Op::MemUnmap.
+pub fn mem_unmap(addr: u64, bytes: u64) -> Result<(), Error> {
+    call_ok(Op::MemUnmap, SELF_SLOT, &[addr, bytes]).map(drop)
+}
+
+/// Op::MemStats: (free physical frames, own pid).
+pub fn mem_stats() -> Result<(u64, u64), Error> {
+    call_ok(Op::MemStats, SELF_SLOT, &[]).map(|c| (c.value0, c.value1))
+}
+
+/// Op::SetTls: sets the calling thread's FS base. rt relies on FS pointing
+/// at its TLS block; only use this with a block laid out as [`Tls`].
+pub fn set_tls(addr: u64) -> Result<(), Error> {
+    call_ok(Op::SetTls, SELF_SLOT, &[addr]).map(drop)
+}
+
+fn slot_of(result: i64) -> Result<u32, Error> {
+    u32::try_from(result).map_err(|_| Error::Invalid)
+}
