@@ -18,7 +18,12 @@ use crate::arch::{self, TrapFrame};
 pub use switch::{current, exit_to_user};
 
 /// Runs the scheduler on this CPU forever (boot CPU after init, and every AP).
-pub fn cpu_main(_cpu: usize) -> ! {
+pub fn cpu_main(cpu: usize) -> ! {
+    // From here on the scheduler owns this CPU's timer: bring-up left a
+    // periodic tick running; stop it, and arm one-shots only when needed
+    // (a slice when threads wait, else the earliest timer: tickless).
+    crate::time::disarm();
+    cpu::cpu(cpu).armed_tsc.store(0, Ordering::Relaxed);
     arch::run_first_user_frame(|frame| exit_to_user(frame))
 }
 
