@@ -12,6 +12,8 @@ RUNS ?= 3
 REPEAT ?= 3
 SMP_LIST ?= 1 2 4
 SMOKE_SMP ?= 1 2 4
+# Extra CPU counts for single smokes (the SMP bring-up smoke also runs at 8).
+SMOKE_EXTRA ?= smoke-smp=8
 TIMEOUT ?=
 
 ROOT := $(CURDIR)
@@ -54,7 +56,7 @@ run: iso
 test: deps
 	cargo test -q
 	$(MAKE) --no-print-directory prereqs
-	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --accel $(ACCEL) $(TIMEOUT_ARG) manifests/smoke-*.toml
+	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --extra "$(SMOKE_EXTRA)" --accel $(ACCEL) $(TIMEOUT_ARG) manifests/smoke-*.toml
 
 run-smp-process-scale: prereqs
 	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/smp-process-scale.toml,$(MANIFEST)) \

@@ -15,7 +15,7 @@ use crate::qemu::AccelRequest;
 pub const USAGE: &str = "\
 usage:
   harness run --iso ISO [--smp N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS] [--log FILE]
-  harness test [--smp-list \"1 2 4\"] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
+  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
   harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 3] [--repeat 3] [--accel auto|kvm|tcg]
                 [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]";
@@ -67,6 +67,8 @@ pub struct TestOpts {
     pub manifests: Vec<PathBuf>,
     /// CPU counts to boot each under.
     pub smp_list: Vec<u32>,
+    /// Extra CPU counts for one manifest stem (`--extra smoke-smp=8`).
+    pub extra: Vec<(String, Vec<u32>)>,
     /// Accelerator, memory, timeout.
     pub boot: BootOpts,
     /// Where the serial logs go.
@@ -287,6 +289,10 @@ fn parse_run(mut f: Flags) -> Result<RunOpts> {
 
 fn parse_test(mut f: Flags) -> Result<TestOpts> {
     let smp_list = f.take_smp_list()?;
+    let extra = match f.take("extra") {
+        None => Vec::new(),
+        Some(v) => parse_extra(&v)?,
+    };
     let boot = f.take_boot()?;
     let logdir = f
         .take("logdir")
@@ -300,10 +306,24 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
     Ok(TestOpts {
         manifests,
         smp_list,
+        extra,
         boot,
         logdir,
         mkiso,
     })
+}
+
+/// Parses `STEM=N[,N...][;STEM=...]`: extra CPU counts for some manifests.
+pub fn parse_extra(s: &str) -> Result<Vec<(String, Vec<u32>)>> {
+    let mut out = Vec::new();
+    for part in s.split(';').filter(|p| !p.trim().is_empty()) {
+        let (stem, list) = part
+            .split_once('=')
+            .with_context(|| format!("--extra wants STEM=N[,N...], got {part:?}"))?;
+        let list = parse_smp_list(&list.replace(',', " "))?;
+        out.push((stem.trim().to_string(), list));
+    }
+    Ok(out)
 }
 
 fn parse_scale(mut f: Flags) -> Result<ScaleOpts> {
@@ -409,6 +429,12 @@ mod tests {
         assert!(parse(&args(&["run", "--iso", "x", "--timeout", "-1"])).is_err());
         assert!(parse(&args(&["test"])).is_err());
         assert!(parse_smp_list("1 x").is_err());
+        assert_eq!(
+            parse_extra("smoke-smp=8,16").unwrap(),
+            vec![("smoke-smp".to_string(), vec![8, 16])]
+        );
+        assert!(parse_extra("smoke-smp").is_err());
+        assert!(parse_extra("smoke-smp=x").is_err());
         assert!(parse_smp_list(" ").is_err());
     }
 }

@@ -45,7 +45,13 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
                 continue;
             }
         };
-        for &smp in &opts.smp_list {
+        let mut smps = opts.smp_list.clone();
+        for (extra_stem, list) in &opts.extra {
+            if *extra_stem == stem {
+                smps.extend(list.iter().copied().filter(|n| !opts.smp_list.contains(n)));
+            }
+        }
+        for &smp in &smps {
             let log = opts.logdir.join(format!("{stem}-smp{smp}.log"));
             let spec = BootSpec {
                 iso: &iso,
@@ -57,7 +63,7 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
                 echo: false,
             };
             let line = match runner::boot(&spec) {
-                Ok(outcome) => describe(&name, smp, &outcome),
+                Ok(outcome) => check_online(describe(&name, smp, &outcome), smp, &outcome),
                 Err(e) => RunLine {
                     pass: false,
                     text: format!("FAIL {name} smp={smp} (0.0 s) {e:#}"),
@@ -75,10 +81,20 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-/// The report line for one boot.
-fn describe(name: &str, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
-    let secs = outcome.elapsed.as_secs_f64();
-    let online = outcome
+/// Every CPU QEMU was given must report `CPU <id> online` exactly once.
+fn check_online(line: RunLine, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
+    let online = online_count(outcome);
+    if !line.pass || online == smp as usize {
+        return line;
+    }
+    RunLine {
+        pass: false,
+        text: line.text.replacen("PASS", "FAIL", 1) + &format!(" expected {smp} CPU online lines"),
+    }
+}
+
+fn online_count(outcome: &runner::BootOutcome) -> usize {
+    outcome
         .lines
         .iter()
         .filter(|l| {
@@ -87,7 +103,13 @@ fn describe(name: &str, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
                 Some(crate::parse::Event::CpuOnline(_))
             )
         })
-        .count();
+        .count()
+}
+
+/// The report line for one boot.
+fn describe(name: &str, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
+    let secs = outcome.elapsed.as_secs_f64();
+    let online = online_count(outcome);
     let panicked = outcome.lines.iter().any(|l| l.contains("PANIC"));
     let pass = outcome.status == STATUS_PASS && !panicked;
     let text = if pass {
