@@ -80,6 +80,8 @@ clippy:
 	cargo clippy -q --all-targets -- -D warnings
 	cd kernel && CARGO_TARGET_DIR=$(KERNEL_TARGET_DIR) RUSTFLAGS="$(KERNEL_RUSTFLAGS)" \
 	    cargo clippy -q --release --target x86_64-unknown-none -- -D warnings
+	CARGO_TARGET_DIR=$(ROOT)/target/programs-clippy cargo clippy -q --release \
+	    --target x86_64-unknown-none -p rt -p primes -p smoke -- -D warnings
 
 clean:
 	cargo clean

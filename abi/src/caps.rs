@@ -35,8 +35,12 @@ pub enum CapKind {
 
 impl CapKind {
     /// Kinds that a manifest or a parent may grant by name.
-    pub const GRANTABLE: [CapKind; 4] =
-        [CapKind::Console, CapKind::Timer, CapKind::Spawner, CapKind::Stats];
+    pub const GRANTABLE: [CapKind; 4] = [
+        CapKind::Console,
+        CapKind::Timer,
+        CapKind::Spawner,
+        CapKind::Stats,
+    ];
 
     /// The manifest name of a grantable kind.
     pub const fn name(self) -> &'static str {

@@ -154,7 +154,9 @@ pub fn validate(data: &[u8]) -> Result<LoadPlan, ElfError> {
     if header.e_type(LE) != elf::ET_EXEC {
         return Err(ElfError::NotExecutable);
     }
-    let phdrs = header.program_headers(LE, data).map_err(|_| ElfError::NotElf)?;
+    let phdrs = header
+        .program_headers(LE, data)
+        .map_err(|_| ElfError::NotElf)?;
     let mut segments = Vec::new();
     for ph in phdrs {
         match ph.p_type(LE) {
@@ -174,7 +176,9 @@ pub fn validate(data: &[u8]) -> Result<LoadPlan, ElfError> {
     let mut total = 0u64;
     for pair in segments.windows(2) {
         if pair[0].page_end() > pair[1].page_start() {
-            return Err(ElfError::SegmentsOverlap { vaddr: pair[1].vaddr });
+            return Err(ElfError::SegmentsOverlap {
+                vaddr: pair[1].vaddr,
+            });
         }
     }
     for s in &segments {
@@ -184,9 +188,8 @@ pub fn validate(data: &[u8]) -> Result<LoadPlan, ElfError> {
         return Err(ElfError::TooMuchMemory);
     }
     let entry = header.e_entry(LE);
-    let runs_entry = |s: &Segment| {
-        s.flags & PF_X != 0 && entry >= s.vaddr && entry - s.vaddr < s.mem_len
-    };
+    let runs_entry =
+        |s: &Segment| s.flags & PF_X != 0 && entry >= s.vaddr && entry - s.vaddr < s.mem_len;
     if !segments.iter().any(runs_entry) {
         return Err(ElfError::EntryNotExecutable { entry });
     }
@@ -274,7 +277,13 @@ pub mod tests {
     #[test]
     fn accepts_good() {
         let code = [0xc3u8; 16];
-        let e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, 16), (0x40_2000, PF_R | PF_W, &[1, 2], 0x3000)]);
+        let e = make_elf(
+            0x40_1000,
+            &[
+                (0x40_1000, PF_R | PF_X, &code, 16),
+                (0x40_2000, PF_R | PF_W, &[1, 2], 0x3000),
+            ],
+        );
         let plan = validate(&e).unwrap();
         assert_eq!(plan.entry, 0x40_1000);
         assert_eq!(plan.segments.len(), 2);
@@ -288,20 +297,50 @@ pub mod tests {
         let mut e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, 16)]);
         e[4] = elf::ELFCLASS32;
         assert_eq!(validate(&e), Err(ElfError::Not64Bit));
-        let e = make_elf(0x40_1000, &[(0xffff_8000_0000_0000, PF_R | PF_X, &code, 16)]);
-        assert!(matches!(validate(&e), Err(ElfError::SegmentOutsideUser { .. })));
+        let e = make_elf(
+            0x40_1000,
+            &[(0xffff_8000_0000_0000, PF_R | PF_X, &code, 16)],
+        );
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::SegmentOutsideUser { .. })
+        ));
         let e = make_elf(0x40_2000, &[(0x40_1000, PF_R | PF_X, &code, 16)]);
-        assert!(matches!(validate(&e), Err(ElfError::EntryNotExecutable { .. })));
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::EntryNotExecutable { .. })
+        ));
         let e = make_elf(0x40_1000, &[(0x40_1000, PF_R, &code, 16)]);
-        assert!(matches!(validate(&e), Err(ElfError::EntryNotExecutable { .. })));
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::EntryNotExecutable { .. })
+        ));
         let e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_W | PF_X, &code, 16)]);
-        assert!(matches!(validate(&e), Err(ElfError::WritableExecutable { .. })));
-        let e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, 16), (0x40_1800, PF_R, &code, 16)]);
-        assert!(matches!(validate(&e), Err(ElfError::SegmentsOverlap { .. })));
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::WritableExecutable { .. })
+        ));
+        let e = make_elf(
+            0x40_1000,
+            &[
+                (0x40_1000, PF_R | PF_X, &code, 16),
+                (0x40_1800, PF_R, &code, 16),
+            ],
+        );
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::SegmentsOverlap { .. })
+        ));
         let e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, 8)]);
-        assert!(matches!(validate(&e), Err(ElfError::SegmentBadFileRange { .. })));
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::SegmentBadFileRange { .. })
+        ));
         let e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, u64::MAX)]);
-        assert!(matches!(validate(&e), Err(ElfError::SegmentOutsideUser { .. })));
+        assert!(matches!(
+            validate(&e),
+            Err(ElfError::SegmentOutsideUser { .. })
+        ));
         let e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, 16)]);
         assert_eq!(validate(&e[..100]), Err(ElfError::NotElf));
         let mut e = make_elf(0x40_1000, &[(0x40_1000, PF_R | PF_X, &code, 16)]);

@@ -97,8 +97,13 @@ impl core::fmt::Display for InitrdError {
             InitrdError::BadVersion(v) => {
                 write!(f, "initrd format version {v}, expected {FORMAT_VERSION}")
             }
-            InitrdError::BadHeaderLen(v) => write!(f, "initrd header length {v}, expected {HEADER_LEN}"),
-            InitrdError::BadLength { declared, available } => write!(
+            InitrdError::BadHeaderLen(v) => {
+                write!(f, "initrd header length {v}, expected {HEADER_LEN}")
+            }
+            InitrdError::BadLength {
+                declared,
+                available,
+            } => write!(
                 f,
                 "initrd payload length {declared} but {available} bytes follow the header"
             ),
@@ -176,14 +181,20 @@ pub fn verify(data: &[u8]) -> Result<&[u8], InitrdError> {
     let declared = le_u64(&data[16..]);
     let available = (data.len() - HEADER_LEN) as u64;
     if declared > available || declared > PAYLOAD_MAX {
-        return Err(InitrdError::BadLength { declared, available });
+        return Err(InitrdError::BadLength {
+            declared,
+            available,
+        });
     }
     // `declared <= available` fits in usize.
     let body = &data[HEADER_LEN..HEADER_LEN + declared as usize];
     let declared_sum = le_u64(&data[24..]);
     let computed = checksum(body);
     if declared_sum != computed {
-        return Err(InitrdError::BadChecksum { declared: declared_sum, computed });
+        return Err(InitrdError::BadChecksum {
+            declared: declared_sum,
+            computed,
+        });
     }
     Ok(body)
 }
@@ -205,7 +216,12 @@ mod tests {
         let elf = [0x7fu8, b'E', b'L', b'F', 1, 2, 3];
         let p = Payload {
             manifest: Manifest {
-                scenario: Scenario { name: "x", description: Some("d"), timeout_ms: Some(5), selftests: alloc::vec![crate::manifest::SelfTest::Smp] },
+                scenario: Scenario {
+                    name: "x",
+                    description: Some("d"),
+                    timeout_ms: Some(5),
+                    selftests: alloc::vec![crate::manifest::SelfTest::Smp],
+                },
                 programs: vec![ProgramSpec {
                     name: "p",
                     args: vec!["a", "b"],
@@ -214,7 +230,10 @@ mod tests {
                 }],
                 workload: None,
             },
-            programs: vec![ProgramImage { name: "p", elf: &elf }],
+            programs: vec![ProgramImage {
+                name: "p",
+                elf: &elf,
+            }],
         };
         encode(&p).unwrap()
     }

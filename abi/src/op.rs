@@ -87,9 +87,27 @@ impl Op {
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
         const ALL: [Op; 21] = [
-            Nop, ConsoleWrite, TimerNow, TimerSleep, Spawn, ProcWait, ProcKill, Exit,
-            ThreadSpawn, ThreadJoin, ThreadExit, Park, Unpark, StatsBusy, CpuRecord,
-            CapClose, SysInfo, MemMap, MemUnmap, MemStats, SetTls,
+            Nop,
+            ConsoleWrite,
+            TimerNow,
+            TimerSleep,
+            Spawn,
+            ProcWait,
+            ProcKill,
+            Exit,
+            ThreadSpawn,
+            ThreadJoin,
+            ThreadExit,
+            Park,
+            Unpark,
+            StatsBusy,
+            CpuRecord,
+            CapClose,
+            SysInfo,
+            MemMap,
+            MemUnmap,
+            MemStats,
+            SetTls,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -157,9 +175,13 @@ pub enum ParkResult {
 impl ParkResult {
     /// Decodes value0.
     pub fn from_raw(raw: u64) -> Option<ParkResult> {
-        [ParkResult::Woken, ParkResult::TimedOut, ParkResult::ValueChanged]
-            .into_iter()
-            .find(|k| *k as u64 == raw)
+        [
+            ParkResult::Woken,
+            ParkResult::TimedOut,
+            ParkResult::ValueChanged,
+        ]
+        .into_iter()
+        .find(|k| *k as u64 == raw)
     }
 }
 

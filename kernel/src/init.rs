@@ -33,7 +33,11 @@ struct State {
     failures: Vec<String>,
 }
 
-static STATE: IrqMutex<State> = IrqMutex::new(State { next: 0, running: None, failures: Vec::new() });
+static STATE: IrqMutex<State> = IrqMutex::new(State {
+    next: 0,
+    running: None,
+    failures: Vec::new(),
+});
 
 /// Boots the scenario and becomes this CPU's scheduler.
 pub fn run(initrd: Payload<'static>) -> ! {
@@ -52,7 +56,8 @@ pub fn run(initrd: Payload<'static>) -> ! {
         STATE.lock().failures.push(String::from("selftests"));
     }
     if let Some(ms) = m.scenario.timeout_ms {
-        let deadline = arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
+        let deadline =
+            arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
         crate::sched::timer::add(deadline, crate::sched::timer::TimerEvent::Watchdog);
     }
     start_next();
@@ -68,7 +73,14 @@ fn boot_checks() -> bool {
         ok &= v.iter().sum::<u64>() == (v.len() as u64 * (v.len() as u64 - 1)) / 2;
     }
     ok &= mm::heap::used_bytes() == before;
-    kprintln!("SMOKE boot {}", if ok { "PASS" } else { "FAIL reason=memory-checks" });
+    kprintln!(
+        "SMOKE boot {}",
+        if ok {
+            "PASS"
+        } else {
+            "FAIL reason=memory-checks"
+        }
+    );
     ok
 }
 
@@ -138,7 +150,10 @@ fn start_next() {
             }
             Err(e) => {
                 kprintln!("init: cannot start {}: {}", st.label, e.name());
-                STATE.lock().failures.push(format!("{}:spawn-{}", st.label, e.name()));
+                STATE
+                    .lock()
+                    .failures
+                    .push(format!("{}:spawn-{}", st.label, e.name()));
             }
         }
     }
@@ -148,7 +163,9 @@ fn start_next() {
 pub fn process_ended(pid: u64, st: ExitStatus) {
     {
         let mut s = STATE.lock();
-        let Some((running, label, expect)) = s.running.take() else { return };
+        let Some((running, label, expect)) = s.running.take() else {
+            return;
+        };
         if running != pid {
             s.running = Some((running, label, expect));
             return;
@@ -162,7 +179,13 @@ pub fn process_ended(pid: u64, st: ExitStatus) {
             Expect::Exit(n) => st.kind == ExitKind::Exited && st.status == n,
             Expect::Fault => st.kind == ExitKind::Faulted,
         };
-        kprintln!("init: {} pid={} ended {} ({})", label, pid, got, if ok { "as expected" } else { "UNEXPECTED" });
+        kprintln!(
+            "init: {} pid={} ended {} ({})",
+            label,
+            pid,
+            got,
+            if ok { "as expected" } else { "UNEXPECTED" }
+        );
         if !ok {
             s.failures.push(format!("{label}:{got}"));
         }

@@ -44,7 +44,7 @@ pub fn kmain(boot_info_phys: u64) -> ! {
     smp::init(facts.0.rsdp);
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
-        mm::frame::free_frames() * 4096 >> 20,
+        (mm::frame::free_frames() * 4096) >> 20,
         mm::frame::free_frames(),
         mm::heap::HEAP_BYTES >> 20
     );
@@ -77,7 +77,10 @@ impl EarlyFacts {
 
 fn mm_init(f: &EarlyFacts) {
     let mut reserved = [PhysRange { start: 0, end: 0 }; 3 + arch::multiboot::MAX_MODULES];
-    reserved[0] = PhysRange { start: 0, end: LOW_MEMORY_END };
+    reserved[0] = PhysRange {
+        start: 0,
+        end: LOW_MEMORY_END,
+    };
     reserved[1] = mm::kernel_space::image_range();
     reserved[2] = f.0.info;
     for (i, m) in f.modules().iter().enumerate() {

@@ -25,14 +25,19 @@ pub struct IrqMutexGuard<'a, T> {
 impl<T> IrqMutex<T> {
     /// A new unlocked mutex.
     pub const fn new(value: T) -> Self {
-        Self { inner: spin::Mutex::new(value) }
+        Self {
+            inner: spin::Mutex::new(value),
+        }
     }
 
     /// Disables interrupts, then spins until the lock is free.
     pub fn lock(&self) -> IrqMutexGuard<'_, T> {
         let were_enabled = arch::interrupts_enabled();
         arch::cli();
-        IrqMutexGuard { guard: Some(self.inner.lock()), were_enabled }
+        IrqMutexGuard {
+            guard: Some(self.inner.lock()),
+            were_enabled,
+        }
     }
 
     /// Takes the lock only if it is free (for the panic path).
@@ -40,7 +45,10 @@ impl<T> IrqMutex<T> {
         let were_enabled = arch::interrupts_enabled();
         arch::cli();
         match self.inner.try_lock() {
-            Some(g) => Some(IrqMutexGuard { guard: Some(g), were_enabled }),
+            Some(g) => Some(IrqMutexGuard {
+                guard: Some(g),
+                were_enabled,
+            }),
             None => {
                 if were_enabled {
                     arch::sti();

@@ -8,12 +8,38 @@ use crate::arch::{self, TrapFrame};
 
 /// Exception names by vector (Intel SDM vol. 3, table 6-1).
 const EXCEPTION_NAMES: [&str; 32] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 error", "alignment check", "machine check", "SIMD error", "virtualization",
-    "control protection", "reserved", "reserved", "reserved", "reserved", "reserved",
-    "reserved", "hypervisor injection", "VMM communication", "security", "reserved",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 error",
+    "alignment check",
+    "machine check",
+    "SIMD error",
+    "virtualization",
+    "control protection",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "reserved",
+    "hypervisor injection",
+    "VMM communication",
+    "security",
+    "reserved",
 ];
 
 /// Vector of the NMI (stop and park requests, `crate::smp`).
@@ -34,7 +60,7 @@ pub fn handle(frame: &mut TrapFrame) {
         crate::irq::nmi(frame);
         return;
     }
-    let from_user = frame.from_user();
+    let from_user = frame.came_from_user();
     if from_user {
         crate::sched::enter_from_user();
     }
@@ -50,8 +76,12 @@ pub fn handle(frame: &mut TrapFrame) {
 
 fn exception(frame: &mut TrapFrame) {
     let name = EXCEPTION_NAMES[frame.vector as usize];
-    let addr = if frame.vector == VECTOR_PAGE_FAULT { arch::cpu::cr2() } else { 0 };
-    if frame.from_user() {
+    let addr = if frame.vector == VECTOR_PAGE_FAULT {
+        arch::cpu::cr2()
+    } else {
+        0
+    };
+    if frame.came_from_user() {
         crate::sched::user_fault(frame, addr);
         return;
     }

@@ -31,14 +31,19 @@ const MAX_OVERFLOW: usize = 4096;
 
 /// Runs the system call for the current thread.
 pub fn cap_enter(frame: &mut TrapFrame) {
-    let Some(t) = sched::current() else { panic!("cap_enter without a current thread") };
+    let Some(t) = sched::current() else {
+        panic!("cap_enter without a current thread")
+    };
     let min = frame.rdi.min(u64::from(CQ_ENTRIES)) as u32;
     let timeout_ns = frame.rsi;
     loop {
         let sqe = {
             let mut ti = t.inner.lock();
             ring::flush_overflow(&mut ti);
-            if ti.kill || ring::available(&ti) >= CQ_ENTRIES as usize || ti.overflow.len() >= MAX_OVERFLOW {
+            if ti.kill
+                || ring::available(&ti) >= CQ_ENTRIES as usize
+                || ti.overflow.len() >= MAX_OVERFLOW
+            {
                 None
             } else {
                 let Some(r) = &ti.ring else { break };
@@ -82,6 +87,12 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     *cpu::cpu(me).current.lock() = None;
     if timeout_ns != abi::TIMEOUT_NEVER {
         let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout_ns));
-        timer::add(deadline, TimerEvent::WaitTimeout { thread: t.tref, seq });
+        timer::add(
+            deadline,
+            TimerEvent::WaitTimeout {
+                thread: t.tref,
+                seq,
+            },
+        );
     }
 }

@@ -44,7 +44,11 @@ pub struct ParkTable {
 impl ParkTable {
     /// An empty table.
     pub fn new() -> ParkTable {
-        ParkTable { words: BTreeMap::new(), count: 0, next_seq: 1 }
+        ParkTable {
+            words: BTreeMap::new(),
+            count: 0,
+            next_seq: 1,
+        }
     }
 
     /// Forgets every parked thread (process end).
@@ -66,7 +70,12 @@ impl ParkTable {
 }
 
 fn result(user_data: u64, r: ParkResult) -> Cqe {
-    Cqe { user_data, result: 0, value0: r as u64, value1: 0 }
+    Cqe {
+        user_data,
+        result: 0,
+        value0: r as u64,
+        value1: 0,
+    }
 }
 
 /// Park(addr, expected, timeout_ns).
@@ -88,13 +97,25 @@ pub fn park(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
         }
         let seq = table.next_seq;
         table.next_seq += 1;
-        table.words.entry(addr).or_default().push_back(Parked { thread: t.tref, user_data: sqe.user_data, seq });
+        table.words.entry(addr).or_default().push_back(Parked {
+            thread: t.tref,
+            user_data: sqe.user_data,
+            seq,
+        });
         table.count += 1;
         seq
     };
     if timeout != abi::TIMEOUT_NEVER {
         let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout));
-        timer::add(deadline, TimerEvent::ParkTimeout { process: Arc::downgrade(p), addr, thread: t.tref, seq });
+        timer::add(
+            deadline,
+            TimerEvent::ParkTimeout {
+                process: Arc::downgrade(p),
+                addr,
+                thread: t.tref,
+                seq,
+            },
+        );
     }
     Ok(Outcome::Later)
 }
@@ -105,7 +126,9 @@ pub fn unpark(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let mut woken = 0u64;
     let mut table = t.process.park.lock();
     while woken < count {
-        let Some(w) = table.remove(addr, |_| true) else { break };
+        let Some(w) = table.remove(addr, |_| true) else {
+            break;
+        };
         if crate::cap::ring::post(w.thread, result(w.user_data, ParkResult::Woken)) {
             woken += 1;
         }

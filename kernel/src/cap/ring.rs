@@ -56,7 +56,9 @@ pub fn flush_overflow(ti: &mut ThreadInner) {
         return;
     }
     while cq_room(ti) > 0 {
-        let Some(c) = ti.overflow.pop_front() else { break };
+        let Some(c) = ti.overflow.pop_front() else {
+            break;
+        };
         write(ti, &c);
     }
     publish_overflow(ti);
@@ -69,7 +71,9 @@ pub fn available(ti: &ThreadInner) -> usize {
 
 /// Posts `cqe` to thread `r`; returns whether the thread still existed.
 pub fn post(r: ThreadRef, cqe: Cqe) -> bool {
-    let Some(t) = thread::lookup(r) else { return false };
+    let Some(t) = thread::lookup(r) else {
+        return false;
+    };
     let mut ti = t.inner.lock();
     if ti.reaped || ti.ring.is_none() {
         return false;

@@ -86,7 +86,10 @@ impl CapTable {
 
     /// The capability in `slot`.
     pub fn get(&self, slot: u32) -> Result<&Cap, Error> {
-        self.slots.get(slot as usize).and_then(Option::as_ref).ok_or(Error::BadSlot)
+        self.slots
+            .get(slot as usize)
+            .and_then(Option::as_ref)
+            .ok_or(Error::BadSlot)
     }
 
     /// Empties `slot` (never slot 0).
@@ -94,7 +97,10 @@ impl CapTable {
         if slot == abi::caps::SELF_SLOT {
             return Err(Error::Denied);
         }
-        self.slots.get_mut(slot as usize).and_then(Option::take).ok_or(Error::BadSlot)
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+            .ok_or(Error::BadSlot)
     }
 
     /// Empties the table (process end); returns the caps to drop outside the lock.

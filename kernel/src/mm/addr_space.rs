@@ -32,11 +32,15 @@ pub struct Perm {
 
 impl Perm {
     /// Read-only data.
-    pub const RO: Perm = Perm { write: false, exec: false };
+    pub const RO: Perm = Perm {
+        write: false,
+        exec: false,
+    };
     /// Read-write data.
-    pub const RW: Perm = Perm { write: true, exec: false };
-    /// Code.
-    pub const RX: Perm = Perm { write: false, exec: true };
+    pub const RW: Perm = Perm {
+        write: true,
+        exec: false,
+    };
 
     fn bits(self) -> u64 {
         flags::USER
@@ -90,7 +94,11 @@ impl AddrSpace {
         }
         Ok(Arc::new(AddrSpace {
             root,
-            inner: IrqMutex::new(Inner { lazy: Vec::new(), anon_next: abi::layout::ANON_BASE, dead: false }),
+            inner: IrqMutex::new(Inner {
+                lazy: Vec::new(),
+                anon_next: abi::layout::ANON_BASE,
+                dead: false,
+            }),
             active: AtomicU64::new(0),
             root_freed: AtomicBool::new(false),
         }))
@@ -163,14 +171,21 @@ impl AddrSpace {
             return Err(SpaceError::NoMemory);
         }
         inner.anon_next = end + PAGE_SIZE;
-        inner.lazy.push(Lazy { start, end, perm: Perm::RW });
+        inner.lazy.push(Lazy {
+            start,
+            end,
+            perm: Perm::RW,
+        });
         Ok(start)
     }
 
     /// Unmaps an anonymous area `[start, start+len)` that `alloc_anon`
     /// returned (exactly), shooting down the CPUs that use this space.
     pub fn free_anon(&self, start: u64, len: u64) -> Result<(), SpaceError> {
-        let len = len.checked_add(PAGE_SIZE - 1).ok_or(SpaceError::BadAddress)? & !(PAGE_SIZE - 1);
+        let len = len
+            .checked_add(PAGE_SIZE - 1)
+            .ok_or(SpaceError::BadAddress)?
+            & !(PAGE_SIZE - 1);
         let end = start.checked_add(len).ok_or(SpaceError::BadAddress)?;
         {
             let mut inner = self.inner.lock();
@@ -193,7 +208,14 @@ impl AddrSpace {
             let mut va = start;
             while va < end {
                 if let Some((phys, f)) = paging::unmap_4k(self.root, va) {
-                    freed.push((va, if f & flags::OWNED != 0 { phys } else { u64::MAX }));
+                    freed.push((
+                        va,
+                        if f & flags::OWNED != 0 {
+                            phys
+                        } else {
+                            u64::MAX
+                        },
+                    ));
                 }
                 va += PAGE_SIZE;
             }
@@ -224,7 +246,11 @@ impl AddrSpace {
         let page = va & !(PAGE_SIZE - 1);
         if let Some((phys, f)) = paging::translate(self.root, page) {
             let ok = f & flags::USER != 0 && (!write || f & flags::WRITABLE != 0);
-            return if ok { Ok(phys) } else { Err(SpaceError::BadAddress) };
+            return if ok {
+                Ok(phys)
+            } else {
+                Err(SpaceError::BadAddress)
+            };
         }
         let region = inner
             .lazy
@@ -246,7 +272,12 @@ impl AddrSpace {
     /// Runs `f` with the physical address of user byte `va`, checked for
     /// user access (and write permission when `write`), with the space
     /// locked so the page cannot be unmapped meanwhile.
-    pub fn with_user_page<R>(&self, va: u64, write: bool, f: impl FnOnce(u64) -> R) -> Result<R, SpaceError> {
+    pub fn with_user_page<R>(
+        &self,
+        va: u64,
+        write: bool,
+        f: impl FnOnce(u64) -> R,
+    ) -> Result<R, SpaceError> {
         let inner = self.inner.lock();
         let page_phys = self.populate_locked(&inner, va, write)?;
         Ok(f((page_phys & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1))))
@@ -285,7 +316,7 @@ impl Drop for AddrSpace {
 }
 
 fn check_user_page(va: u64) -> Result<(), SpaceError> {
-    if va % PAGE_SIZE != 0 || va >= USER_END || va == 0 {
+    if !va.is_multiple_of(PAGE_SIZE) || va >= USER_END || va == 0 {
         return Err(SpaceError::BadAddress);
     }
     Ok(())

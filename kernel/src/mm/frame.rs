@@ -73,7 +73,10 @@ pub fn init(available: &[PhysRange], reserved: &[PhysRange]) -> u64 {
     let mut top = 0;
     for r in available {
         top = top.max(r.end);
-        let mut pieces = Ranges::one(PhysRange { start: page_up(r.start), end: page_down(r.end) });
+        let mut pieces = Ranges::one(PhysRange {
+            start: page_up(r.start),
+            end: page_down(r.end),
+        });
         for res in reserved {
             pieces = subtract(&pieces, res);
         }
@@ -121,7 +124,10 @@ pub fn alloc_contiguous(count: u64) -> Option<Frame> {
 /// Gives a frame back.
 pub fn free(frame: Frame) {
     let mut a = ALLOCATOR.lock();
-    let list = a.freed.as_mut().expect("frame freed before the heap exists");
+    let list = a
+        .freed
+        .as_mut()
+        .expect("frame freed before the heap exists");
     list.push(frame);
     FREE_FRAMES.fetch_add(1, Ordering::Relaxed);
 }
@@ -139,7 +145,9 @@ pub fn total_frames() -> u64 {
 fn carve(a: &mut Allocator, count: u64) -> Option<Frame> {
     let bytes = count * super::PAGE_SIZE;
     let n = a.nranges;
-    let r = a.ranges[..n].iter_mut().find(|r| r.end - r.start >= bytes)?;
+    let r = a.ranges[..n]
+        .iter_mut()
+        .find(|r| r.end - r.start >= bytes)?;
     let f = Frame(r.start);
     r.start += bytes;
     Some(f)
@@ -162,7 +170,10 @@ struct Ranges {
 
 impl Ranges {
     fn one(r: PhysRange) -> Ranges {
-        let mut out = Ranges { items: [PhysRange { start: 0, end: 0 }; 8], len: 0 };
+        let mut out = Ranges {
+            items: [PhysRange { start: 0, end: 0 }; 8],
+            len: 0,
+        };
         out.push(r);
         out
     }
@@ -179,7 +190,10 @@ impl Ranges {
 
 /// `pieces` minus `cut` (each piece splits into at most two).
 fn subtract(pieces: &Ranges, cut: &PhysRange) -> Ranges {
-    let mut out = Ranges { items: [PhysRange { start: 0, end: 0 }; 8], len: 0 };
+    let mut out = Ranges {
+        items: [PhysRange { start: 0, end: 0 }; 8],
+        len: 0,
+    };
     let (cs, ce) = (page_down(cut.start), page_up(cut.end));
     for p in pieces.iter() {
         if ce <= p.start || cs >= p.end {
@@ -187,10 +201,16 @@ fn subtract(pieces: &Ranges, cut: &PhysRange) -> Ranges {
             continue;
         }
         if cs > p.start {
-            out.push(PhysRange { start: p.start, end: cs });
+            out.push(PhysRange {
+                start: p.start,
+                end: cs,
+            });
         }
         if ce < p.end {
-            out.push(PhysRange { start: ce, end: p.end });
+            out.push(PhysRange {
+                start: ce,
+                end: p.end,
+            });
         }
     }
     out

@@ -34,9 +34,12 @@ fn sym(s: *const u8) -> u64 {
 
 /// The physical extent of the kernel image (from 1 MiB, boot part included).
 pub fn image_range() -> PhysRange {
-    // SAFETY: taking the address of a linker symbol reads nothing.
-    let end = sym(unsafe { core::ptr::addr_of!(__kernel_end) });
-    PhysRange { start: 0x10_0000, end: super::kernel_image_phys(end) }
+    // Taking the address of a linker symbol reads nothing.
+    let end = sym(core::ptr::addr_of!(__kernel_end));
+    PhysRange {
+        start: 0x10_0000,
+        end: super::kernel_image_phys(end),
+    }
 }
 
 /// Builds the kernel tables and switches this CPU to them. `ram_top` is
@@ -48,19 +51,21 @@ pub fn init(ram_top: u64) {
     let rw_nx = flags::WRITABLE | flags::NO_EXECUTE | flags::GLOBAL;
     paging::map_huge_range(root, PHYS_OFFSET, 0, direct_len, shift, rw_nx).expect("direct map");
 
-    // SAFETY: taking the addresses of linker symbols reads nothing.
-    let (text, rodata, data, end) = unsafe {
-        (
-            sym(core::ptr::addr_of!(__kernel_text_start)),
-            sym(core::ptr::addr_of!(__kernel_rodata_start)),
-            sym(core::ptr::addr_of!(__kernel_data_start)),
-            sym(core::ptr::addr_of!(__kernel_end)),
-        )
-    };
+    // Taking the addresses of linker symbols reads nothing.
+    let (text, rodata, data, end) = (
+        sym(core::ptr::addr_of!(__kernel_text_start)),
+        sym(core::ptr::addr_of!(__kernel_rodata_start)),
+        sym(core::ptr::addr_of!(__kernel_data_start)),
+        sym(core::ptr::addr_of!(__kernel_end)),
+    );
     let sections = [
         (text, rodata, flags::GLOBAL),
         (rodata, data, flags::NO_EXECUTE | flags::GLOBAL),
-        (data, end, flags::WRITABLE | flags::NO_EXECUTE | flags::GLOBAL),
+        (
+            data,
+            end,
+            flags::WRITABLE | flags::NO_EXECUTE | flags::GLOBAL,
+        ),
     ];
     for (start, stop, f) in sections {
         let mut va = start;
@@ -72,7 +77,11 @@ pub fn init(ram_top: u64) {
     // Pre-create the MMIO window's PDPT so later MMIO mappings land in a
     // table every address space shares.
     let mmio_pdpt = paging::alloc_table().expect("no frame for the MMIO window");
-    paging::set_root_entry(root, 510, mmio_pdpt.phys() | flags::PRESENT | flags::WRITABLE);
+    paging::set_root_entry(
+        root,
+        510,
+        mmio_pdpt.phys() | flags::PRESENT | flags::WRITABLE,
+    );
 
     KERNEL_PML4.call_once(|| root);
     activate_on_this_cpu();
@@ -99,9 +108,14 @@ pub fn map_mmio(phys: u64, len: u64) -> u64 {
     let first = phys & !(PAGE_SIZE - 1);
     let pages = (phys + len - first).div_ceil(PAGE_SIZE);
     let va = MMIO_NEXT.fetch_add(pages * PAGE_SIZE, Ordering::Relaxed);
-    let f = flags::WRITABLE | flags::NO_CACHE | flags::WRITE_THROUGH | flags::NO_EXECUTE | flags::GLOBAL;
+    let f = flags::WRITABLE
+        | flags::NO_CACHE
+        | flags::WRITE_THROUGH
+        | flags::NO_EXECUTE
+        | flags::GLOBAL;
     for i in 0..pages {
-        paging::map_4k(kernel_pml4(), va + i * PAGE_SIZE, first + i * PAGE_SIZE, f).expect("MMIO map");
+        paging::map_4k(kernel_pml4(), va + i * PAGE_SIZE, first + i * PAGE_SIZE, f)
+            .expect("MMIO map");
     }
     va + (phys - first)
 }
@@ -111,5 +125,10 @@ pub fn phys_bytes(r: PhysRange) -> &'static [u8] {
     // SAFETY: the range is RAM reserved at boot (a module) that the frame
     // allocator never hands out, so nothing writes it; the direct map covers
     // it for the life of the kernel.
-    unsafe { core::slice::from_raw_parts(super::phys_to_virt(r.start) as *const u8, (r.end - r.start) as usize) }
+    unsafe {
+        core::slice::from_raw_parts(
+            super::phys_to_virt(r.start) as *const u8,
+            (r.end - r.start) as usize,
+        )
+    }
 }

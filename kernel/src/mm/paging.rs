@@ -8,7 +8,6 @@
 #![allow(unsafe_code)]
 
 use super::frame::{self, Frame};
-use super::PAGE_SIZE;
 use crate::arch;
 
 /// Page-table entry flags (Intel SDM vol. 3, 4.5).
@@ -152,7 +151,14 @@ pub fn root_entry(root: Frame, i: usize) -> u64 {
 
 /// Maps `[phys, phys + len)` at `va` with huge pages of `1 << shift` bytes
 /// (shift 21 or 30) under `root`, for the kernel's direct map.
-pub fn map_huge_range(root: Frame, va: u64, phys: u64, len: u64, shift: u32, leaf_flags: u64) -> Result<(), MapError> {
+pub fn map_huge_range(
+    root: Frame,
+    va: u64,
+    phys: u64,
+    len: u64,
+    shift: u32,
+    leaf_flags: u64,
+) -> Result<(), MapError> {
     let page = 1u64 << shift;
     let stop_level = if shift == 30 { 2 } else { 1 };
     let mut off = 0;
@@ -215,9 +221,4 @@ fn free_subtree(t: u64, level: u32) {
         }
     }
     frame::free(Frame::from_phys(t));
-}
-
-/// Page-aligns `x` down.
-pub fn page_floor(x: u64) -> u64 {
-    x & !(PAGE_SIZE - 1)
 }

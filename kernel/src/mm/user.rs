@@ -36,7 +36,13 @@ pub fn copy_from_user(space: &AddrSpace, va: u64, dst: &mut [u8]) -> Result<(), 
             // checked and kept mapped (space lock held) by with_user_page;
             // the direct map covers it. User threads may write it
             // concurrently: we copy bytes, never form references to them.
-            unsafe { core::ptr::copy_nonoverlapping(phys_to_virt(phys) as *const u8, out.as_mut_ptr(), chunk) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    phys_to_virt(phys) as *const u8,
+                    out.as_mut_ptr(),
+                    chunk,
+                )
+            };
         })?;
         done += chunk;
     }
@@ -53,7 +59,9 @@ pub fn copy_to_user(space: &AddrSpace, va: u64, src: &[u8]) -> Result<(), SpaceE
         let inp = &src[done..done + chunk];
         space.with_user_page(cur, true, |phys| {
             // SAFETY: as in copy_from_user, for a writable user page.
-            unsafe { core::ptr::copy_nonoverlapping(inp.as_ptr(), phys_to_virt(phys) as *mut u8, chunk) };
+            unsafe {
+                core::ptr::copy_nonoverlapping(inp.as_ptr(), phys_to_virt(phys) as *mut u8, chunk)
+            };
         })?;
         done += chunk;
     }
@@ -69,7 +77,7 @@ pub fn read_pod<T: Pod>(space: &AddrSpace, va: u64) -> Result<T, SpaceError> {
 
 /// Atomically loads the aligned u32 at user address `va` (park words).
 pub fn load_u32(space: &AddrSpace, va: u64) -> Result<u32, SpaceError> {
-    if va % 4 != 0 {
+    if !va.is_multiple_of(4) {
         return Err(SpaceError::BadAddress);
     }
     check_range(va, 4)?;
@@ -90,7 +98,12 @@ pub trait Pod: Sized {
     fn as_bytes_mut(&mut self) -> &mut [u8] {
         // SAFETY: `Pod` is implemented only for repr(C) integer structs
         // without padding-dependent invariants, so any byte pattern is valid.
-        unsafe { core::slice::from_raw_parts_mut(self as *mut Self as *mut u8, core::mem::size_of::<Self>()) }
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                self as *mut Self as *mut u8,
+                core::mem::size_of::<Self>(),
+            )
+        }
     }
 }
 

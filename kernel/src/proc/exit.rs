@@ -85,7 +85,15 @@ pub fn thread_died(t: &Arc<Thread>) {
         }
     }
     if let Some(j) = joiner {
-        crate::cap::ring::post(j.thread, Cqe { user_data: j.user_data, result: 0, value0: 0, value1: value as u64 });
+        crate::cap::ring::post(
+            j.thread,
+            Cqe {
+                user_data: j.user_data,
+                result: 0,
+                value0: 0,
+                value1: value as u64,
+            },
+        );
     }
     if unregister {
         thread::unregister(t.tref);
@@ -94,7 +102,10 @@ pub fn thread_died(t: &Arc<Thread>) {
         let mut inner = p.inner.lock();
         inner.threads.retain(|x| !Arc::ptr_eq(x, t));
         if inner.threads.is_empty() && inner.ended.is_none() {
-            let st = *inner.exiting.get_or_insert(ExitStatus { kind: ExitKind::Exited, status: value });
+            let st = *inner.exiting.get_or_insert(ExitStatus {
+                kind: ExitKind::Exited,
+                status: value,
+            });
             inner.ended = Some(st);
             true
         } else {
@@ -129,7 +140,10 @@ fn finalize(p: &Arc<Process>) {
     p.park.lock().clear();
     let (status, waiters) = {
         let mut inner = p.inner.lock();
-        (inner.ended.expect("finalize after end"), core::mem::take(&mut inner.waiters))
+        (
+            inner.ended.expect("finalize after end"),
+            core::mem::take(&mut inner.waiters),
+        )
     };
     for w in waiters {
         notify(p, w, status);
@@ -142,7 +156,12 @@ pub fn notify(p: &Arc<Process>, w: Waiter, st: ExitStatus) {
         Waiter::Thread { thread, user_data } => {
             crate::cap::ring::post(
                 thread,
-                Cqe { user_data, result: 0, value0: st.kind as u64, value1: st.status as u64 },
+                Cqe {
+                    user_data,
+                    result: 0,
+                    value0: st.kind as u64,
+                    value1: st.status as u64,
+                },
             );
         }
         Waiter::Init => crate::init::process_ended(p.pid, st),

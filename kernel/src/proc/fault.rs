@@ -20,17 +20,26 @@ pub fn handle(frame: &mut TrapFrame, addr: u64) {
     };
     if frame.vector == PAGE_FAULT
         && frame.error & PF_PRESENT == 0
-        && t.process.space.handle_fault(addr, frame.error & PF_WRITE != 0)
+        && t.process
+            .space
+            .handle_fault(addr, frame.error & PF_WRITE != 0)
     {
         return;
     }
     kprintln!(
-        "FAULT pid={} tid={} vector={} rip={:#x} addr={:#x}",
+        "FAULT pid={} tid={} vector={} rip={:#x} addr={:#x} prog={}",
         t.process.pid,
         t.tid,
         frame.vector,
         frame.rip,
-        addr
+        addr,
+        t.process.name
     );
-    exit_process(&t.process, ExitStatus { kind: ExitKind::Faulted, status: frame.vector as i64 });
+    exit_process(
+        &t.process,
+        ExitStatus {
+            kind: ExitKind::Faulted,
+            status: frame.vector as i64,
+        },
+    );
 }

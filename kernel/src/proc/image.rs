@@ -44,7 +44,12 @@ pub fn init(payload: &Payload<'static>) {
             let pages = len.div_ceil(4096).max(1);
             let base = frame::alloc_contiguous(pages).expect("no memory for program images");
             crate::mm::copy_into_frames(base, p.elf);
-            v.push(Image { name: p.name, plan, base, len });
+            v.push(Image {
+                name: p.name,
+                plan,
+                base,
+                len,
+            });
         }
         v
     });

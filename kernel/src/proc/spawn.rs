@@ -14,7 +14,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::caps::CapKind;
 use abi::error::Error;
-use abi::layout::{MAIN_STACK_SIZE, MAIN_STACK_TOP, PAGE_SIZE, RING_BASE, RING_STRIDE, STARTUP_ADDR};
+use abi::layout::{
+    MAIN_STACK_SIZE, MAIN_STACK_TOP, PAGE_SIZE, RING_BASE, RING_STRIDE, STARTUP_ADDR,
+};
 use abi::op::UserStr;
 use abi::ring::RING_BYTES;
 use abi::startup::{Startup, STARTUP_MAGIC};
@@ -89,10 +91,18 @@ pub fn spawn(name: &[u8], args: &[&[u8]], caps: Vec<Cap>) -> Result<Arc<Process>
 }
 
 /// Creates a thread of `p` with a new ring mapped at `ring_addr`.
-pub fn new_thread(p: &Arc<Process>, ring_addr: u64, frame: TrapFrame, fs_base: u64) -> Result<Arc<Thread>, Error> {
+pub fn new_thread(
+    p: &Arc<Process>,
+    ring_addr: u64,
+    frame: TrapFrame,
+    fs_base: u64,
+) -> Result<Arc<Thread>, Error> {
     let ring = RingPages::new().ok_or(Error::NoMemory)?;
     for (i, f) in ring.frames().iter().enumerate() {
-        if let Err(e) = p.space.map_frame(ring_addr + i as u64 * PAGE_SIZE, *f, Perm::RW, false) {
+        if let Err(e) = p
+            .space
+            .map_frame(ring_addr + i as u64 * PAGE_SIZE, *f, Perm::RW, false)
+        {
             p.space.unmap_range(ring_addr, ring_addr + RING_BYTES);
             ring.free();
             return Err(e.into());
@@ -124,7 +134,10 @@ pub fn next_ring_addr(p: &Process) -> Result<u64, Error> {
 fn load_segments(space: &AddrSpace, img: &Image) -> Result<(), Error> {
     let plan = img.plan.as_ref().map_err(|_| Error::BadImage)?;
     for s in &plan.segments {
-        let perm = Perm { write: s.flags & abi::elf::PF_W != 0, exec: s.flags & abi::elf::PF_X != 0 };
+        let perm = Perm {
+            write: s.flags & abi::elf::PF_W != 0,
+            exec: s.flags & abi::elf::PF_X != 0,
+        };
         let file_start = s.vaddr;
         let file_end = s.vaddr + s.file_len;
         let mut page = s.page_start();
@@ -159,7 +172,13 @@ fn copy_image_bytes(img: &Image, off: u64, dst_phys: u64, len: u64) {
 }
 
 /// Builds the start-up block and maps it read-only.
-fn write_startup(space: &AddrSpace, pid: u64, ring: u64, kinds: &[u32], args: &[&[u8]]) -> Result<(), Error> {
+fn write_startup(
+    space: &AddrSpace,
+    pid: u64,
+    ring: u64,
+    kinds: &[u32],
+    args: &[&[u8]],
+) -> Result<(), Error> {
     let mut buf: Vec<u8> = Vec::with_capacity(PAGE_SIZE as usize);
     let hdr = core::mem::size_of::<Startup>() as u64;
     let caps_offset = hdr;
@@ -180,7 +199,17 @@ fn write_startup(space: &AddrSpace, pid: u64, ring: u64, kinds: &[u32], args: &[
         argc: args.len() as u64,
         argv_offset,
     };
-    for w in [st.magic, st.pid, st.ring, st.cpus, st.tsc_hz, st.ncaps, st.caps_offset, st.argc, st.argv_offset] {
+    for w in [
+        st.magic,
+        st.pid,
+        st.ring,
+        st.cpus,
+        st.tsc_hz,
+        st.ncaps,
+        st.caps_offset,
+        st.argc,
+        st.argv_offset,
+    ] {
         buf.extend_from_slice(&w.to_le_bytes());
     }
     for k in kinds {

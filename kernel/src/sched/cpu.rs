@@ -14,7 +14,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use super::thread::{RunState, Thread};
+use super::thread::Thread;
 use crate::mm::addr_space::AddrSpace;
 use crate::smp::{self, MAX_CPUS};
 use crate::sync::IrqMutex;
@@ -144,13 +144,9 @@ pub fn steal(me: usize) -> Option<Arc<Thread>> {
     CPUS[victim].queued.store(q.len(), Ordering::SeqCst);
     drop(q);
     if t.is_some() {
-        crate::percpu::stats(me).steals.fetch_add(1, Ordering::Relaxed);
+        crate::percpu::stats(me)
+            .steals
+            .fetch_add(1, Ordering::Relaxed);
     }
     t
-}
-
-/// Whether `t` can be switched in (Runnable and not killed).
-pub fn runnable(t: &Thread) -> bool {
-    let ti = t.inner.lock();
-    ti.state == RunState::Runnable
 }

@@ -24,7 +24,7 @@ pub fn cpu_main(cpu: usize) -> ! {
     // (a slice when threads wait, else the earliest timer: tickless).
     crate::time::disarm();
     cpu::cpu(cpu).armed_tsc.store(0, Ordering::Relaxed);
-    arch::run_first_user_frame(|frame| exit_to_user(frame))
+    arch::run_first_user_frame(exit_to_user)
 }
 
 /// Entry point of an application processor once it is initialized.
@@ -41,7 +41,9 @@ pub fn enter_from_user() {
     let since = c.user_since.load(Ordering::Relaxed);
     if since != 0 && now > since {
         let cycles = now - since;
-        crate::percpu::stats(me).busy_cycles.fetch_add(cycles, Ordering::Relaxed);
+        crate::percpu::stats(me)
+            .busy_cycles
+            .fetch_add(cycles, Ordering::Relaxed);
         if let Some(t) = current() {
             t.account(me, cycles);
         }

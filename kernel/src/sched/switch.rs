@@ -65,7 +65,8 @@ fn keep_current(t: &Arc<Thread>, frame: &mut TrapFrame, me: usize, c: &CpuSched)
                 crate::proc::exit::thread_died(t);
                 return false;
             }
-            let preempt = c.need_resched.swap(false, Ordering::Relaxed) && c.queued.load(Ordering::Relaxed) > 0;
+            let preempt = c.need_resched.swap(false, Ordering::Relaxed)
+                && c.queued.load(Ordering::Relaxed) > 0;
             if !preempt {
                 return true;
             }
@@ -73,7 +74,9 @@ fn keep_current(t: &Arc<Thread>, frame: &mut TrapFrame, me: usize, c: &CpuSched)
             ti.state = RunState::Runnable;
             drop(ti);
             *c.current.lock() = None;
-            crate::percpu::stats(me).switches.fetch_add(1, Ordering::Relaxed);
+            crate::percpu::stats(me)
+                .switches
+                .fetch_add(1, Ordering::Relaxed);
             cpu::enqueue(t.clone(), me);
             false
         }
@@ -118,7 +121,9 @@ fn switch_in(t: &Arc<Thread>, frame: &mut TrapFrame, me: usize, c: &CpuSched) ->
     drop(ti);
     switch_space(me, c, &t.process.space);
     *c.current.lock() = Some(t.clone());
-    crate::percpu::stats(me).switches.fetch_add(1, Ordering::Relaxed);
+    crate::percpu::stats(me)
+        .switches
+        .fetch_add(1, Ordering::Relaxed);
     t.cpus_ran.fetch_or(1 << me, Ordering::Relaxed);
     true
 }
@@ -169,7 +174,9 @@ fn idle_wait(me: usize, c: &CpuSched) {
         let t0 = arch::rdtsc();
         arch::sti_hlt();
         arch::cli();
-        crate::percpu::stats(me).idle_cycles.fetch_add(arch::rdtsc().saturating_sub(t0), Ordering::Relaxed);
+        crate::percpu::stats(me)
+            .idle_cycles
+            .fetch_add(arch::rdtsc().saturating_sub(t0), Ordering::Relaxed);
     }
     c.idle.store(false, Ordering::SeqCst);
 }
@@ -215,9 +222,20 @@ pub fn run_expired_timers(me: usize) {
         match ev {
             TimerEvent::WaitTimeout { thread, seq } => wait_timeout(thread, seq),
             TimerEvent::Sleep { thread, user_data } => {
-                crate::cap::ring::post(thread, abi::ring::Cqe { user_data, ..Default::default() });
+                crate::cap::ring::post(
+                    thread,
+                    abi::ring::Cqe {
+                        user_data,
+                        ..Default::default()
+                    },
+                );
             }
-            TimerEvent::ParkTimeout { process, addr, thread, seq } => {
+            TimerEvent::ParkTimeout {
+                process,
+                addr,
+                thread,
+                seq,
+            } => {
                 if let Some(p) = process.upgrade() {
                     crate::cap::park::timeout(&p, addr, thread, seq);
                 }
@@ -228,7 +246,9 @@ pub fn run_expired_timers(me: usize) {
 }
 
 fn wait_timeout(r: super::thread::ThreadRef, seq: u64) {
-    let Some(t) = super::thread::lookup(r) else { return };
+    let Some(t) = super::thread::lookup(r) else {
+        return;
+    };
     let mut ti = t.inner.lock();
     if let RunState::Blocked { seq: s, .. } = ti.state {
         if s == seq {

@@ -122,7 +122,9 @@ impl Thread {
         self.cpus_ran.fetch_or(1 << cpu, Ordering::Relaxed);
         self.busy_cycles.fetch_add(cycles, Ordering::Relaxed);
         self.process.cpus_ran.fetch_or(1 << cpu, Ordering::Relaxed);
-        self.process.busy_cycles.fetch_add(cycles, Ordering::Relaxed);
+        self.process
+            .busy_cycles
+            .fetch_add(cycles, Ordering::Relaxed);
     }
 }
 
@@ -136,26 +138,41 @@ struct Registry {
     free: Vec<u32>,
 }
 
-static REGISTRY: IrqMutex<Registry> = IrqMutex::new(Registry { slots: Vec::new(), free: Vec::new() });
+static REGISTRY: IrqMutex<Registry> = IrqMutex::new(Registry {
+    slots: Vec::new(),
+    free: Vec::new(),
+});
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
 /// Most threads alive at once.
 pub const MAX_THREADS: usize = 16 * 1024;
 
 /// Creates a thread (not yet runnable anywhere) and registers it.
-pub fn create(process: Arc<Process>, ring_addr: u64, ring: RingPages, frame: TrapFrame, fs_base: u64) -> Option<Arc<Thread>> {
+pub fn create(
+    process: Arc<Process>,
+    ring_addr: u64,
+    ring: RingPages,
+    frame: TrapFrame,
+    fs_base: u64,
+) -> Option<Arc<Thread>> {
     let mut reg = REGISTRY.lock();
     let index = match reg.free.pop() {
         Some(i) => i,
         None if reg.slots.len() < MAX_THREADS => {
-            reg.slots.push(Slot { generation: 0, thread: None });
+            reg.slots.push(Slot {
+                generation: 0,
+                thread: None,
+            });
             (reg.slots.len() - 1) as u32
         }
         None => return None,
     };
     let slot = &mut reg.slots[index as usize];
     slot.generation = slot.generation.wrapping_add(1);
-    let tref = ThreadRef { index, generation: slot.generation };
+    let tref = ThreadRef {
+        index,
+        generation: slot.generation,
+    };
     let t = Arc::new(Thread {
         tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
         tref,

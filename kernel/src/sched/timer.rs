@@ -20,7 +20,12 @@ pub enum TimerEvent {
     /// Complete a TimerSleep.
     Sleep { thread: ThreadRef, user_data: u64 },
     /// End a park (if still parked with `seq`).
-    ParkTimeout { process: Weak<Process>, addr: u64, thread: ThreadRef, seq: u64 },
+    ParkTimeout {
+        process: Weak<Process>,
+        addr: u64,
+        thread: ThreadRef,
+        seq: u64,
+    },
     /// The scenario watchdog.
     Watchdog,
 }
@@ -36,7 +41,10 @@ static TIMERS: [IrqMutex<Vec<Timer>>; MAX_CPUS] = [NEW; MAX_CPUS];
 
 /// Adds a timer on this CPU.
 pub fn add(deadline_tsc: u64, event: TimerEvent) {
-    TIMERS[crate::arch::cpu_id()].lock().push(Timer { deadline_tsc, event });
+    TIMERS[crate::arch::cpu_id()].lock().push(Timer {
+        deadline_tsc,
+        event,
+    });
 }
 
 /// The earliest deadline on `cpu`, if any.

@@ -14,9 +14,6 @@
 
 use core::arch::global_asm;
 
-/// Multiboot2 magic GRUB leaves in EAX (Multiboot2 spec, 3.3).
-pub const MULTIBOOT2_BOOT_MAGIC: u32 = 0x36d7_6289;
-
 extern "C" {
     /// Physical address of the early PML4 (a linker symbol in low memory).
     static boot_pml4: u8;
@@ -78,7 +75,7 @@ _start:
     cli
     cld
     mov esp, offset boot_stack32_top
-    cmp eax, 0x36d76289
+    cmp eax, 0x36d76289              /* Multiboot2 boot magic (spec 3.3) */
     jne 1f
     mov edi, ebx                     /* keep the boot information address */
 

@@ -11,7 +11,9 @@ pub fn rdtsc() -> u64 {
     let lo: u32;
     let hi: u32;
     // SAFETY: rdtsc only reads the TSC into EDX:EAX; CR4.TSD is clear.
-    unsafe { asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -60,7 +62,9 @@ pub fn halt_forever() -> ! {
 pub fn outb(port: u16, value: u8) {
     // SAFETY: the kernel owns the legacy devices it drives (COM1, PIC, PIT,
     // isa-debug-exit); callers name only those ports.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a byte from an I/O port.
@@ -68,7 +72,9 @@ pub fn outb(port: u16, value: u8) {
 pub fn inb(port: u16) -> u8 {
     let value: u8;
     // SAFETY: as for `outb`.
-    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    };
     value
 }
 
@@ -76,7 +82,9 @@ pub fn inb(port: u16) -> u8 {
 #[inline(always)]
 pub fn outl(port: u16, value: u32) {
     // SAFETY: as for `outb`.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
 }
 
 /// Reads a model-specific register.
@@ -85,7 +93,9 @@ pub fn rdmsr(msr: u32) -> u64 {
     let lo: u32;
     let hi: u32;
     // SAFETY: the kernel reads only architectural MSRs it knows exist.
-    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
+    };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
@@ -210,10 +220,4 @@ pub unsafe fn copy_words(dst: u64, src: u64, len_bytes: u64) {
         asm!("rep movsq", inout("rdi") dst => _, inout("rsi") src => _, inout("rcx") len_bytes / 8 => _,
              options(nostack, preserves_flags))
     };
-}
-
-/// Reloads CR3 with its current value: flushes every non-global TLB entry.
-pub fn write_cr3_same() {
-    // SAFETY: writing back the current CR3 changes no mapping.
-    unsafe { write_cr3(cr3()) };
 }

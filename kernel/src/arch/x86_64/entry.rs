@@ -58,13 +58,14 @@ pub const SYSCALL_VECTOR: u64 = 0x100;
 /// RFLAGS.IF.
 pub const RFLAGS_IF: u64 = 1 << 9;
 /// RFLAGS bits user space may not set: TF, IOPL, NT, RF, VM, AC, VIF, VIP, ID? (ID is harmless; keep).
-const RFLAGS_USER_FORBIDDEN: u64 = (1 << 8) | (3 << 12) | (1 << 14) | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20);
+const RFLAGS_USER_FORBIDDEN: u64 =
+    (1 << 8) | (3 << 12) | (1 << 14) | (1 << 16) | (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20);
 /// Bit 1 of RFLAGS always reads as one.
 const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 
 impl TrapFrame {
     /// Whether the trap came from user mode.
-    pub fn from_user(&self) -> bool {
+    pub fn came_from_user(&self) -> bool {
         self.cs & 3 == 3
     }
 
@@ -92,7 +93,9 @@ impl TrapFrame {
 /// Whether `frame` is a #PF/#GP raised by the first fetch of the syscall
 /// stub from user mode (the KVM path).
 pub fn is_reflected_syscall(frame: &TrapFrame) -> bool {
-    frame.from_user() && (frame.vector == 14 || frame.vector == 13) && frame.rip == syscall_entry_addr()
+    frame.came_from_user()
+        && (frame.vector == 14 || frame.vector == 13)
+        && frame.rip == syscall_entry_addr()
 }
 
 /// Turns a reflected-syscall fault frame into the frame the normal stub
@@ -106,7 +109,7 @@ pub fn reflect_syscall(frame: &mut TrapFrame) {
 
 /// Address of the syscall stub (what LSTAR holds).
 pub fn syscall_entry_addr() -> u64 {
-    syscall_entry as usize as u64
+    syscall_entry as *const () as u64
 }
 
 extern "C" {
@@ -118,7 +121,7 @@ extern "C" {
 
 /// Address of vector `v`'s stub.
 pub fn trap_stub_addr(v: u8) -> u64 {
-    trap_stubs as usize as u64 + 16 * u64::from(v)
+    trap_stubs as *const () as u64 + 16 * u64::from(v)
 }
 
 /// Size of the boot CPU's first stack.

@@ -24,14 +24,18 @@ impl FpuState {
     /// Saves this CPU's FPU/SSE registers here.
     pub fn save(&mut self) {
         // SAFETY: the area is 512 bytes and 16-byte aligned as fxsave64 needs.
-        unsafe { core::arch::asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack, preserves_flags))
+        };
     }
 
     /// Loads the registers from here.
     pub fn restore(&self) {
         // SAFETY: the area holds a valid image: from `new` (reserved bits
         // zero, MXCSR valid) or from a previous fxsave64.
-        unsafe { core::arch::asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags)) };
+        unsafe {
+            core::arch::asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags))
+        };
     }
 }
 

@@ -35,7 +35,8 @@ pub fn init_cpu(kernel_stack_top: u64) {
     let mut tss = Box::new(TaskStateSegment::new());
     tss.privilege_stack_table[0] = VirtAddr::new(kernel_stack_top);
     for ist in [IST_DOUBLE_FAULT, IST_NMI] {
-        let stack: &'static mut [u8] = Box::leak(alloc::vec![0u8; IST_STACK_BYTES].into_boxed_slice());
+        let stack: &'static mut [u8] =
+            Box::leak(alloc::vec![0u8; IST_STACK_BYTES].into_boxed_slice());
         let top = (stack.as_ptr() as u64 + IST_STACK_BYTES as u64) & !15;
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(top);
     }

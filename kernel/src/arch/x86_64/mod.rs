@@ -35,7 +35,8 @@ pub const KERNEL_STACK_BYTES: usize = 64 * 1024;
 /// control-register features. Returns the top of its kernel stack.
 pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
     cpu::enable_features();
-    let stack: &'static mut [u8] = Box::leak(alloc::vec![0u8; KERNEL_STACK_BYTES].into_boxed_slice());
+    let stack: &'static mut [u8] =
+        Box::leak(alloc::vec![0u8; KERNEL_STACK_BYTES].into_boxed_slice());
     let top = (stack.as_ptr() as u64 + KERNEL_STACK_BYTES as u64) & !15;
     gdt::init_cpu(top);
     idt::load();

@@ -46,19 +46,30 @@ pub unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
         nram: 0,
         modules: [PhysRange { start: 0, end: 0 }; MAX_MODULES],
         nmodules: 0,
-        info: PhysRange { start: phys, end: phys + info.total_size() as u64 },
+        info: PhysRange {
+            start: phys,
+            end: phys + info.total_size() as u64,
+        },
         rsdp: None,
     };
-    let map = info.memory_map_tag().ok_or("boot information has no memory map")?;
+    let map = info
+        .memory_map_tag()
+        .ok_or("boot information has no memory map")?;
     for area in map.memory_areas() {
         if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available && f.nram < MAX_AREAS {
-            f.ram[f.nram] = PhysRange { start: area.start_address(), end: area.end_address() };
+            f.ram[f.nram] = PhysRange {
+                start: area.start_address(),
+                end: area.end_address(),
+            };
             f.nram += 1;
         }
     }
     for m in info.module_tags() {
         if f.nmodules < MAX_MODULES {
-            f.modules[f.nmodules] = PhysRange { start: u64::from(m.start_address()), end: u64::from(m.end_address()) };
+            f.modules[f.nmodules] = PhysRange {
+                start: u64::from(m.start_address()),
+                end: u64::from(m.end_address()),
+            };
             f.nmodules += 1;
         }
     }
@@ -76,7 +87,7 @@ const EARLY_IDENTITY_END: u64 = 4 << 30;
 
 /// Parses the boot information through the boot stub's identity map.
 pub fn read_identity(phys: u64) -> Result<BootFacts, &'static str> {
-    if phys == 0 || phys % 8 != 0 || phys >= EARLY_IDENTITY_END - 4096 {
+    if phys == 0 || !phys.is_multiple_of(8) || phys >= EARLY_IDENTITY_END - 4096 {
         return Err("boot information address out of range");
     }
     // SAFETY: GRUB left the boot information at `phys` (EBX, checked by the

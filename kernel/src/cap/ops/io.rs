@@ -32,7 +32,13 @@ pub fn timer_now(sqe: &Sqe) -> Result<Outcome, Error> {
 /// TimerSleep(ns): completes after the delay.
 pub fn timer_sleep(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(sqe.args[0]));
-    timer::add(deadline, TimerEvent::Sleep { thread: t.tref, user_data: sqe.user_data });
+    timer::add(
+        deadline,
+        TimerEvent::Sleep {
+            thread: t.tref,
+            user_data: sqe.user_data,
+        },
+    );
     Ok(Outcome::Later)
 }
 
@@ -42,7 +48,9 @@ pub fn stats_busy(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let n = (sqe.args[1] as usize).min(cpus);
     let mut bytes = Vec::with_capacity(n * 8);
     for cpu in 0..n {
-        let c = crate::percpu::stats(cpu).busy_cycles.load(core::sync::atomic::Ordering::Relaxed);
+        let c = crate::percpu::stats(cpu)
+            .busy_cycles
+            .load(core::sync::atomic::Ordering::Relaxed);
         bytes.extend_from_slice(&c.to_le_bytes());
     }
     user::copy_to_user(&t.process.space, sqe.args[0], &bytes)?;
@@ -51,7 +59,12 @@ pub fn stats_busy(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
 
 /// SysInfo: online CPUs and the TSC rate.
 pub fn sys_info(sqe: &Sqe) -> Result<Outcome, Error> {
-    Ok(done(sqe, 0, crate::smp::cpu_count() as u64, crate::time::tsc_hz()))
+    Ok(done(
+        sqe,
+        0,
+        crate::smp::cpu_count() as u64,
+        crate::time::tsc_hz(),
+    ))
 }
 
 /// MemStats: free frames and the caller's pid.

@@ -29,7 +29,12 @@ pub enum Outcome {
 
 /// A completion for `sqe` with `result` and two values.
 pub fn done(sqe: &Sqe, result: i64, value0: u64, value1: u64) -> Outcome {
-    Outcome::Now(Cqe { user_data: sqe.user_data, result, value0, value1 })
+    Outcome::Now(Cqe {
+        user_data: sqe.user_data,
+        result,
+        value0,
+        value1,
+    })
 }
 
 /// A failed completion.
@@ -39,7 +44,9 @@ pub fn fail(sqe: &Sqe, e: Error) -> Outcome {
 
 /// Runs one submission of thread `t`.
 pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
-    let Some(op) = Op::from_raw(sqe.opcode) else { return fail(sqe, Error::BadOpcode) };
+    let Some(op) = Op::from_raw(sqe.opcode) else {
+        return fail(sqe, Error::BadOpcode);
+    };
     if op == Op::Nop {
         return done(sqe, 0, 0, 0);
     }

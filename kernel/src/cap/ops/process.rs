@@ -59,23 +59,46 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
 
 /// ProcWait: completes when the process has ended and is reclaimed.
 pub fn wait(t: &Arc<Thread>, sqe: &Sqe, p: &Arc<Process>) -> Result<Outcome, Error> {
-    add_waiter(p, Waiter::Thread { thread: t.tref, user_data: sqe.user_data });
+    add_waiter(
+        p,
+        Waiter::Thread {
+            thread: t.tref,
+            user_data: sqe.user_data,
+        },
+    );
     Ok(Outcome::Later)
 }
 
 /// ProcKill: ends the process.
 pub fn kill(sqe: &Sqe, p: &Arc<Process>) -> Result<Outcome, Error> {
-    exit_process(p, ExitStatus { kind: ExitKind::Killed, status: 0 });
+    exit_process(
+        p,
+        ExitStatus {
+            kind: ExitKind::Killed,
+            status: 0,
+        },
+    );
     Ok(done(sqe, 0, 0, 0))
 }
 
 /// CpuRecord on a process: CPUs its threads ran on, and their busy cycles.
 pub fn cpu_record(sqe: &Sqe, p: &Arc<Process>) -> Result<Outcome, Error> {
-    Ok(done(sqe, 0, p.cpus_ran.load(Ordering::Relaxed), p.busy_cycles.load(Ordering::Relaxed)))
+    Ok(done(
+        sqe,
+        0,
+        p.cpus_ran.load(Ordering::Relaxed),
+        p.busy_cycles.load(Ordering::Relaxed),
+    ))
 }
 
 /// Exit(status): ends the caller's process.
 pub fn exit(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
-    exit_process(&t.process, ExitStatus { kind: ExitKind::Exited, status: sqe.args[0] as i64 });
+    exit_process(
+        &t.process,
+        ExitStatus {
+            kind: ExitKind::Exited,
+            status: sqe.args[0] as i64,
+        },
+    );
     Ok(Outcome::Gone)
 }

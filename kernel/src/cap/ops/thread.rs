@@ -63,7 +63,10 @@ pub fn join(t: &Arc<Thread>, sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> 
     if ti.joiner.is_some() {
         return Err(Error::Busy);
     }
-    ti.joiner = Some(Joiner { thread: t.tref, user_data: sqe.user_data });
+    ti.joiner = Some(Joiner {
+        thread: t.tref,
+        user_data: sqe.user_data,
+    });
     Ok(Outcome::Later)
 }
 
@@ -78,7 +81,12 @@ pub fn exit(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
 /// CpuRecord on a thread: CPUs it ran on, busy cycles.
 pub fn cpu_record(sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> {
     let target = thread::lookup(r).ok_or(Error::Stale)?;
-    Ok(done(sqe, 0, target.cpus_ran.load(Ordering::Relaxed), target.busy_cycles.load(Ordering::Relaxed)))
+    Ok(done(
+        sqe,
+        0,
+        target.cpus_ran.load(Ordering::Relaxed),
+        target.busy_cycles.load(Ordering::Relaxed),
+    ))
 }
 
 /// SetTls(base): the caller's FS base, effective at once.
