@@ -15,6 +15,11 @@ mkdir -p "$out/iso/boot/grub"
 args=(build "$manifest" --programs "$root/build/programs" -o "$out/iso/boot/initrd")
 [ -n "$repeat" ] && args+=(--repeat "$repeat")
 "$root/target/release/mkimage" "${args[@]}"
+# Test hook (harness test --corrupt-initrd): flip one payload byte so the
+# kernel's checksum check must refuse the initrd.
+if [ -n "${MKISO_CORRUPT_INITRD:-}" ]; then
+    printf '\377' | dd of="$out/iso/boot/initrd" bs=1 seek=40 conv=notrunc status=none
+fi
 cp "$root/build/kernel" "$out/iso/boot/kernel"
 cp "$root/grub/grub.cfg" "$out/iso/boot/grub/grub.cfg"
 # Only the modules grub.cfg needs, no fonts, locales or themes: every MB

@@ -111,6 +111,10 @@ fn online() -> Result<(), &'static str> {
 
 fn ticks() -> Result<(), &'static str> {
     let mask = smp::online_mask();
+    // The APs already run the scheduler, which keeps their timers off when
+    // idle (tickless): run the periodic tick on every CPU for this test
+    // only, and stop it again afterwards.
+    smp::call_on(mask, |hz| time::set_periodic(hz), time::DEFAULT_TICK_HZ);
     let mut start = [0u64; MAX_CPUS];
     for c in smp::bits(mask) {
         start[c] = stats(c).ticks.load(Ordering::Relaxed);
@@ -125,7 +129,9 @@ fn ticks() -> Result<(), &'static str> {
             stats(c).ticks.load(Ordering::Relaxed) - start[c]
         );
     }
-    if smp::bits(mask).all(advanced) {
+    let ok = smp::bits(mask).all(advanced);
+    smp::call_on(mask & !(1 << arch::cpu_id()), |_| time::disarm(), 0);
+    if ok {
         Ok(())
     } else {
         Err("ticks-stalled")
@@ -134,10 +140,16 @@ fn ticks() -> Result<(), &'static str> {
 
 /// The scheduler's timer API on this CPU: a one-shot fires once, then
 /// stays quiet; the periodic tick comes back afterwards.
+/// How long `oneshot` waits for a tick that was pending at `disarm`.
+const DRAIN_NS: u64 = 20_000_000;
+
 fn oneshot() -> Result<(), &'static str> {
     let me = arch::cpu_id();
     let count = || stats(me).ticks.load(Ordering::SeqCst);
     time::disarm();
+    // A tick that was already pending when the timer stopped may still be
+    // delivered: let it arrive before counting.
+    spin_with_interrupts(DRAIN_NS, || false);
     let before = count();
     let t0 = time::now_ns();
     time::arm_oneshot_ns(ONESHOT_NS);

@@ -15,7 +15,7 @@ use crate::qemu::AccelRequest;
 pub const USAGE: &str = "\
 usage:
   harness run --iso ISO [--smp N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS] [--log FILE]
-  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
+  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
   harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 3] [--repeat 3] [--accel auto|kvm|tcg]
                 [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]";
@@ -69,6 +69,8 @@ pub struct TestOpts {
     pub smp_list: Vec<u32>,
     /// Extra CPU counts for one manifest stem (`--extra smoke-smp=8`).
     pub extra: Vec<(String, Vec<u32>)>,
+    /// Boot this manifest with a corrupted initrd and expect a clean PANIC.
+    pub corrupt: Option<PathBuf>,
     /// Accelerator, memory, timeout.
     pub boot: BootOpts,
     /// Where the serial logs go.
@@ -293,6 +295,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         None => Vec::new(),
         Some(v) => parse_extra(&v)?,
     };
+    let corrupt = f.take("corrupt-initrd").map(PathBuf::from);
     let boot = f.take_boot()?;
     let logdir = f
         .take("logdir")
@@ -307,6 +310,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         manifests,
         smp_list,
         extra,
+        corrupt,
         boot,
         logdir,
         mkiso,

@@ -13,10 +13,25 @@ use crate::runner::absolute;
 
 /// Runs the builder; returns the ISO path.
 pub fn build(mkiso: &Path, manifest: &Path, outdir: &Path, repeat: Option<u32>) -> Result<PathBuf> {
+    build_with(mkiso, manifest, outdir, repeat, false)
+}
+
+/// Like [`build`]; with `corrupt_initrd`, the builder flips one byte of the
+/// initrd payload (`MKISO_CORRUPT_INITRD=1`), for the kernel's refusal test.
+pub fn build_with(
+    mkiso: &Path,
+    manifest: &Path,
+    outdir: &Path,
+    repeat: Option<u32>,
+    corrupt_initrd: bool,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(outdir).with_context(|| format!("creating {}", outdir.display()))?;
     let (manifest, outdir) = (absolute(manifest), absolute(outdir));
     let mut cmd = Command::new(mkiso);
     cmd.arg(&manifest).arg(&outdir);
+    if corrupt_initrd {
+        cmd.env("MKISO_CORRUPT_INITRD", "1");
+    }
     if let Some(r) = repeat {
         cmd.arg(r.to_string());
     }

@@ -13,8 +13,10 @@ use anyhow::Result;
 use crate::cli::TestOpts;
 use crate::manifest;
 use crate::mkiso;
+use crate::qemu::Accel;
 use crate::qemu::{self, Purpose};
-use crate::runner::{self, BootSpec, STATUS_PASS};
+use crate::runner::{self, BootSpec, STATUS_ERROR, STATUS_PASS};
+use std::time::Duration;
 
 /// One boot's line in the report.
 struct RunLine {
@@ -77,8 +79,64 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
             }
         }
     }
+    if let Some(manifest) = &opts.corrupt {
+        let line = corrupt_initrd(opts, manifest, accel, timeout);
+        println!("{}", line.text);
+        if line.pass {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// Boots `manifest` with one initrd byte flipped: the kernel must refuse it
+/// with a `PANIC bad initrd` line and the panic status, never hang or run.
+fn corrupt_initrd(opts: &TestOpts, manifest: &Path, accel: Accel, timeout: Duration) -> RunLine {
+    let dir = iso_dir(&opts.logdir, "corrupt-initrd");
+    let iso = match mkiso::build_with(&opts.mkiso, manifest, &dir, None, true) {
+        Ok(iso) => iso,
+        Err(e) => {
+            return RunLine {
+                pass: false,
+                text: format!("FAIL corrupt-initrd smp=1 (0.0 s) build: {e:#}"),
+            }
+        }
+    };
+    let log = opts.logdir.join("corrupt-initrd-smp1.log");
+    let spec = BootSpec {
+        iso: &iso,
+        smp: 1,
+        accel,
+        mem: &opts.boot.mem,
+        timeout,
+        log: Some(&log),
+        echo: false,
+    };
+    match runner::boot(&spec) {
+        Ok(o) => {
+            let secs = o.elapsed.as_secs_f64();
+            let refused = o.lines.iter().any(|l| l.starts_with("PANIC bad initrd"));
+            let ran = o.lines.iter().any(|l| l.starts_with("SCENARIO"));
+            if refused && !ran && o.status == STATUS_ERROR {
+                RunLine {
+                    pass: true,
+                    text: format!("PASS corrupt-initrd smp=1 ({secs:.1} s) refused with PANIC"),
+                }
+            } else {
+                RunLine {
+                    pass: false,
+                    text: format!("FAIL corrupt-initrd smp=1 ({secs:.1} s) status {} refused={refused} ran={ran}", o.status),
+                }
+            }
+        }
+        Err(e) => RunLine {
+            pass: false,
+            text: format!("FAIL corrupt-initrd smp=1 (0.0 s) {e:#}"),
+        },
+    }
 }
 
 /// Every CPU QEMU was given must report `CPU <id> online` exactly once.
