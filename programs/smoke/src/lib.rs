@@ -101,3 +101,44 @@ pub fn spin_ns(ns: u64, tsc_hz: u64) {
 pub fn cpu_count(mask: u64) -> u32 {
     mask.count_ones()
 }
+
+/// Gate word for [`gated_spinners`].
+static GATE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Starts `n` (at most 16) threads that park on a gate word until it opens,
+/// then spin for `spin_ns` each without system calls. Returns the union of
+/// the CPU masks the kernel recorded for them. With two or more CPUs the
+/// scheduler must spread them (placement and stealing), which callers check.
+pub fn gated_spinners(n: usize, spin_ns_each: u64, tsc_hz: u64) -> Result<u64, Fail> {
+    use core::sync::atomic::Ordering;
+    const STACK: u64 = 16 * 1024;
+    GATE.store(0, Ordering::Release);
+    let mut ts: [Option<rt::thread::Thread>; 16] = [const { None }; 16];
+    for t in ts.iter_mut().take(n.min(16)) {
+        let th = rt::thread::spawn_with_stack(STACK, move || {
+            while GATE.load(Ordering::Acquire) == 0 {
+                if rt::sys::park(&GATE, 0, abi::TIMEOUT_NEVER).is_err() {
+                    return -1;
+                }
+            }
+            spin_ns(spin_ns_each, tsc_hz);
+            0
+        })
+        .ctx("spawn spinner")?;
+        *t = Some(th);
+    }
+    GATE.store(1, Ordering::Release);
+    rt::sys::unpark(&GATE, u64::from(u32::MAX)).ctx("open gate")?;
+    let mut union = 0;
+    for t in ts.iter_mut() {
+        if let Some(mut t) = t.take() {
+            ensure!(
+                t.join().ctx("join spinner")? == 0,
+                "a spinner failed to park"
+            );
+            union |= t.cpu_record().ctx("cpu-record")?.0;
+            t.close().ctx("close spinner")?;
+        }
+    }
+    Ok(union)
+}

@@ -36,6 +36,24 @@ fn body(a: &Args) -> Result<(), Fail> {
     producer_consumer()?;
     counter()?;
     storm()?;
+    spread()?;
+    Ok(())
+}
+
+/// Under two or more CPUs, sibling threads released from one park word
+/// must run on at least two CPUs (the kernel's per-thread CPU record).
+fn spread() -> Result<(), Fail> {
+    let (cpus, hz) = rt::sys::sys_info().ctx("sys-info")?;
+    if cpus < 2 {
+        rt::println!("park-smoke: 1 CPU, spread check skipped");
+        return Ok(());
+    }
+    let union = smoke::gated_spinners((2 * cpus).min(8) as usize, 30_000_000, hz)?;
+    ensure!(
+        smoke::cpu_count(union) >= 2,
+        "threads woken from one park word ran only on CPUs {:#x}",
+        union
+    );
     Ok(())
 }
 

@@ -137,9 +137,34 @@ fn baton_ring() -> Result<(), Fail> {
     Ok(())
 }
 
+/// Most CPUs the busy check reads.
+const MAX_CPUS: usize = 64;
+
 fn parent(a: &Args) -> Result<(), Fail> {
     let spawner = need_cap(a, CapKind::Spawner)?;
     let timer = need_cap(a, CapKind::Timer)?;
+    let stats = need_cap(a, CapKind::Stats)?;
+    let mut before = [0u64; MAX_CPUS];
+    let (cpus, hz) = sys::stats_busy(stats, &mut before).ctx("stats")?;
+    work(spawner, timer)?;
+    // Every CPU must have run user threads during the scenario: one
+    // spinner per CPU (parked on a gate, then released together) makes
+    // sure there is work for each, and the kernel's counters must show it.
+    let union = smoke::gated_spinners(cpus.min(16), 20_000_000, hz)?;
+    let mut after = [0u64; MAX_CPUS];
+    sys::stats_busy(stats, &mut after).ctx("stats")?;
+    for cpu in 0..cpus.min(MAX_CPUS) {
+        ensure!(
+            after[cpu] > before[cpu],
+            "CPU {} did no user work (spinners ran on {:#x})",
+            cpu,
+            union
+        );
+    }
+    Ok(())
+}
+
+fn work(spawner: u32, timer: u32) -> Result<(), Fail> {
     ensure!(
         ping_pong(&TURN, 2000).ctx("ping-pong")?,
         "ping-pong lost a round"
