@@ -165,7 +165,9 @@ impl AddrSpace {
         }
         let mut inner = self.inner.lock();
         let start = inner.anon_next;
-        // One unmapped guard page after every area.
+        // One unmapped guard page after every area; areas are never reused,
+        // so every area (a thread stack in particular) has an unmapped page
+        // right below and right above it.
         let end = start.checked_add(len).ok_or(SpaceError::NoMemory)?;
         if end + PAGE_SIZE > abi::layout::ANON_END {
             return Err(SpaceError::NoMemory);
