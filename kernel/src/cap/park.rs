@@ -13,7 +13,7 @@
 //! this table is the seam where that key would go.
 
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 
 use abi::error::Error;
 use abi::op::ParkResult;
@@ -143,7 +143,3 @@ pub fn timeout(p: &Arc<Process>, addr: u64, thread: ThreadRef, seq: u64) {
         crate::cap::ring::post(w.thread, result(w.user_data, ParkResult::TimedOut));
     }
 }
-
-/// Keeps `Weak` in scope for the timer event type.
-#[allow(dead_code)]
-fn _weak(_: Weak<Process>) {}

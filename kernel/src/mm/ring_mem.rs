@@ -8,7 +8,7 @@
 //! here is a copy or an atomic load, and every value read is untrusted.
 #![allow(unsafe_code)]
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
 use abi::ring::{Cqe, RingHeader, Sqe, CQ_ENTRIES, SQ_ENTRIES};
 
@@ -106,6 +106,3 @@ impl RingPages {
         }
     }
 }
-
-/// Keeps `AtomicU32` in use for the header type check.
-const _: fn(&AtomicU32) = |_| {};
