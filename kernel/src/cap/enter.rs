@@ -2,7 +2,8 @@
 //!
 //! 1. Flush overflowed completions into the CQ.
 //! 2. Consume new SQEs in order while the CQ has room for their immediate
-//!    completions (back-pressure: the rest stay in the SQ for the next
+//!    completions and fewer than `MAX_PENDING` completions are pending or
+//!    in flight (back-pressure: the rest stay in the SQ for the next
 //!    call). Each SQE is copied out of shared memory before it is looked
 //!    at, and executed with no thread lock held.
 //! 3. Return the CQ count at once if it is at least `min_complete`, the
@@ -25,9 +26,11 @@ use crate::sched::thread::RunState;
 use crate::sched::timer::{self, TimerEvent};
 use crate::sched::{self, cpu, switch};
 
-/// Most completions a thread may have pending in the kernel (async ops
-/// in flight); beyond it submissions wait in the SQ.
-const MAX_OVERFLOW: usize = 4096;
+/// Most completions a thread may have pending: those in its CQ and
+/// overflow list plus operations still in flight (sleeps, waits, joins,
+/// parks). Beyond it, new submissions wait in the SQ, which bounds the
+/// kernel memory (overflow list, timers, waiter lists) one thread can use.
+const MAX_PENDING: u64 = 4096;
 
 /// Runs the system call for the current thread.
 pub fn cap_enter(frame: &mut TrapFrame) {
@@ -42,7 +45,7 @@ pub fn cap_enter(frame: &mut TrapFrame) {
             ring::flush_overflow(&mut ti);
             if ti.kill
                 || ring::available(&ti) >= CQ_ENTRIES as usize
-                || ti.overflow.len() >= MAX_OVERFLOW
+                || ring::available(&ti) as u64 + ring::in_flight(&ti) >= MAX_PENDING
             {
                 None
             } else {
@@ -67,7 +70,10 @@ pub fn cap_enter(frame: &mut TrapFrame) {
         let Some(sqe) = sqe else { break };
         match ops::dispatch(&t, &sqe) {
             Outcome::Now(cqe) => ring::push(&mut t.inner.lock(), cqe),
-            Outcome::Later => {}
+            Outcome::Later => {
+                let mut ti = t.inner.lock();
+                ti.issued = ti.issued.wrapping_add(1);
+            }
             Outcome::Gone => return,
         }
     }
@@ -83,9 +89,9 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     switch::save_context(&mut ti, frame);
     ti.resume_cap_enter = true;
     ti.state = RunState::Blocked { min, seq };
-    drop(ti);
-    *cpu::cpu(me).current.lock() = None;
     if timeout_ns != abi::TIMEOUT_NEVER {
+        // Armed under the thread lock, so a completion that ends the wait
+        // early finds `wait_timer` and cancels the entry.
         let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout_ns));
         timer::add(
             deadline,
@@ -94,5 +100,8 @@ pub fn cap_enter(frame: &mut TrapFrame) {
                 seq,
             },
         );
+        ti.wait_timer = Some(me);
     }
+    drop(ti);
+    *cpu::cpu(me).current.lock() = None;
 }

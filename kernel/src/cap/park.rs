@@ -32,6 +32,21 @@ struct Parked {
     thread: ThreadRef,
     user_data: u64,
     seq: u64,
+    /// CPU whose timer list holds this park's timeout, if any.
+    timer_cpu: Option<usize>,
+}
+
+impl Parked {
+    /// Drops this park's pending timeout (it was woken first).
+    fn cancel_timeout(&self, addr: u64) {
+        if let Some(cpu) = self.timer_cpu {
+            let (thread, seq) = (self.thread, self.seq);
+            timer::cancel(cpu, |ev| {
+                matches!(ev, TimerEvent::ParkTimeout { addr: a, thread: t, seq: s, .. }
+                    if *a == addr && *t == thread && *s == seq)
+            });
+        }
+    }
 }
 
 /// Parked threads of one process.
@@ -83,7 +98,7 @@ pub fn park(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let (addr, timeout) = (sqe.args[0], sqe.args[2]);
     let expected = u32::try_from(sqe.args[1]).map_err(|_| Error::Invalid)?;
     let p = &t.process;
-    let seq = {
+    {
         let mut table = p.park.lock();
         let now = crate::mm::user::load_u32(&p.space, addr)?;
         if now != expected {
@@ -97,25 +112,28 @@ pub fn park(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
         }
         let seq = table.next_seq;
         table.next_seq += 1;
+        // The timeout is armed under the table lock, so an unpark that
+        // removes this entry always finds (and cancels) it.
+        let timer_cpu = (timeout != abi::TIMEOUT_NEVER).then(|| {
+            let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout));
+            timer::add(
+                deadline,
+                TimerEvent::ParkTimeout {
+                    process: Arc::downgrade(p),
+                    addr,
+                    thread: t.tref,
+                    seq,
+                },
+            );
+            crate::arch::cpu_id()
+        });
         table.words.entry(addr).or_default().push_back(Parked {
             thread: t.tref,
             user_data: sqe.user_data,
             seq,
+            timer_cpu,
         });
         table.count += 1;
-        seq
-    };
-    if timeout != abi::TIMEOUT_NEVER {
-        let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout));
-        timer::add(
-            deadline,
-            TimerEvent::ParkTimeout {
-                process: Arc::downgrade(p),
-                addr,
-                thread: t.tref,
-                seq,
-            },
-        );
     }
     Ok(Outcome::Later)
 }
@@ -129,6 +147,7 @@ pub fn unpark(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
         let Some(w) = table.remove(addr, |_| true) else {
             break;
         };
+        w.cancel_timeout(addr);
         if crate::cap::ring::post(w.thread, result(w.user_data, ParkResult::Woken)) {
             woken += 1;
         }

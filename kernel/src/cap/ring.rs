@@ -64,6 +64,11 @@ pub fn flush_overflow(ti: &mut ThreadInner) {
     publish_overflow(ti);
 }
 
+/// Operations of this thread that will complete later and have not yet.
+pub fn in_flight(ti: &ThreadInner) -> u64 {
+    ti.issued.wrapping_sub(ti.delivered)
+}
+
 /// Completions available to a waiter (CQ plus overflow).
 pub fn available(ti: &ThreadInner) -> usize {
     cq_ready(ti) as usize + ti.overflow.len()
@@ -75,12 +80,20 @@ pub fn post(r: ThreadRef, cqe: Cqe) -> bool {
         return false;
     };
     let mut ti = t.inner.lock();
-    if ti.reaped || ti.ring.is_none() {
+    if ti.reaped || ti.ring.is_none() || ti.kill || ti.state == RunState::Dead {
         return false;
     }
     push(&mut ti, cqe);
-    if let RunState::Blocked { min, .. } = ti.state {
+    ti.delivered = ti.delivered.wrapping_add(1);
+    if let RunState::Blocked { min, seq } = ti.state {
         if available(&ti) >= min as usize {
+            if let Some(cpu) = ti.wait_timer.take() {
+                let me = t.tref;
+                crate::sched::timer::cancel(
+                    cpu,
+                    |ev| matches!(ev, crate::sched::timer::TimerEvent::WaitTimeout { thread, seq: s } if *thread == me && *s == seq),
+                );
+            }
             ti.state = RunState::Runnable;
             let last = ti.last_cpu;
             drop(ti);

@@ -21,6 +21,10 @@ use super::frame::{self, Frame};
 use super::paging::{self, flags};
 use crate::sync::IrqMutex;
 
+/// Most demand-zero regions one address space may hold (each `MemMap` adds
+/// one; they are searched on every demand fault).
+const MAX_LAZY_REGIONS: usize = 4096;
+
 /// Page permissions for user mappings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Perm {
@@ -164,6 +168,9 @@ impl AddrSpace {
             return Err(SpaceError::BadAddress);
         }
         let mut inner = self.inner.lock();
+        if inner.lazy.len() >= MAX_LAZY_REGIONS {
+            return Err(SpaceError::NoMemory);
+        }
         let start = inner.anon_next;
         // One unmapped guard page after every area; areas are never reused,
         // so every area (a thread stack in particular) has an unmapped page
@@ -204,24 +211,27 @@ impl AddrSpace {
 
     /// Unmaps every page in `[start, end)`, shoots down, then frees owned frames.
     pub fn unmap_range(&self, start: u64, end: u64) {
-        let mut freed: Vec<(u64, u64)> = Vec::new();
+        let mut removed: Vec<(u64, u64, u64)> = Vec::new();
         {
-            let _inner = self.inner.lock();
-            let mut va = start;
-            while va < end {
-                if let Some((phys, f)) = paging::unmap_4k(self.root, va) {
-                    freed.push((
-                        va,
-                        if f & flags::OWNED != 0 {
-                            phys
-                        } else {
-                            u64::MAX
-                        },
-                    ));
-                }
-                va += PAGE_SIZE;
+            let inner = self.inner.lock();
+            if inner.dead {
+                return;
             }
+            paging::unmap_range(self.root, start, end, &mut removed);
         }
+        let freed: Vec<(u64, u64)> = removed
+            .iter()
+            .map(|&(va, phys, f)| {
+                (
+                    va,
+                    if f & flags::OWNED != 0 {
+                        phys
+                    } else {
+                        u64::MAX
+                    },
+                )
+            })
+            .collect();
         if freed.is_empty() {
             return;
         }

@@ -99,6 +99,49 @@ pub fn unmap_4k(root: Frame, va: u64) -> Option<(u64, u64)> {
     Some((old & ADDR_MASK, old & !ADDR_MASK))
 }
 
+/// Removes every 4 KiB mapping in `[start, end)` of the user half,
+/// skipping whole absent subtrees (so a huge, mostly untouched range costs
+/// a few table reads, not one walk per page). Appends (va, phys, flags) of
+/// each removed page to `out`. The caller flushes the TLB.
+pub fn unmap_range(root: Frame, start: u64, end: u64, out: &mut alloc::vec::Vec<(u64, u64, u64)>) {
+    if start < end {
+        unmap_walk(root.phys(), 3, 0, start, end, out);
+    }
+}
+
+fn unmap_walk(
+    t: u64,
+    level: u32,
+    base: u64,
+    start: u64,
+    end: u64,
+    out: &mut alloc::vec::Vec<(u64, u64, u64)>,
+) {
+    let span = 1u64 << (12 + 9 * level);
+    let lo = start.max(base);
+    let hi = end.min(base + 512 * span);
+    if lo >= hi {
+        return;
+    }
+    let first = ((lo - base) / span) as usize;
+    let last = ((hi - 1 - base) / span) as usize;
+    for i in first..=last {
+        // SAFETY: `t` is a table of this tree (the root or a present
+        // entry's target); the caller serializes edits of the tree.
+        let entry = unsafe { &mut (*table(t))[i] };
+        if *entry & flags::PRESENT == 0 || (level > 0 && *entry & flags::HUGE != 0) {
+            continue;
+        }
+        let va = base + i as u64 * span;
+        if level == 0 {
+            let old = core::mem::replace(entry, 0);
+            out.push((va, old & ADDR_MASK, old & !ADDR_MASK));
+        } else {
+            unmap_walk(*entry & ADDR_MASK, level - 1, va, start, end, out);
+        }
+    }
+}
+
 /// The physical address and flags `va` maps to, if any (4 KiB, 2 MiB and
 /// 1 GiB pages).
 pub fn translate(root: Frame, va: u64) -> Option<(u64, u64)> {

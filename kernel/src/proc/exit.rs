@@ -135,8 +135,14 @@ fn finalize(p: &Arc<Process>) {
     for r in rings {
         r.free();
     }
+    // Close every handle outside the table lock; thread handles release
+    // their dead threads from the registry.
     let caps = p.caps.lock().clear();
-    drop(caps);
+    for cap in caps.into_iter().flatten() {
+        if let crate::cap::table::Cap::Thread(r) = cap {
+            crate::cap::ops::thread_handle_closed(r);
+        }
+    }
     p.park.lock().clear();
     let (status, waiters) = {
         let mut inner = p.inner.lock();

@@ -35,6 +35,10 @@ pub fn handle(frame: &mut TrapFrame, addr: u64) {
         addr,
         t.process.name
     );
+    // Mark the faulting thread itself first: if the process was already
+    // ending, exit_process returns at once, and this thread must still
+    // never return to the faulting instruction.
+    t.inner.lock().kill = true;
     exit_process(
         &t.process,
         ExitStatus {

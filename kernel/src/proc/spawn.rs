@@ -108,8 +108,23 @@ pub fn new_thread(
             return Err(e.into());
         }
     }
-    let t = thread::create(p.clone(), ring_addr, ring, frame, fs_base).ok_or(Error::NoMemory)?;
-    p.inner.lock().threads.push(t.clone());
+    let t = match thread::create(p.clone(), ring_addr, ring, frame, fs_base) {
+        Ok(t) => t,
+        Err(ring) => {
+            p.space.unmap_range(ring_addr, ring_addr + RING_BYTES);
+            ring.free();
+            return Err(Error::NoMemory);
+        }
+    };
+    let mut inner = p.inner.lock();
+    if inner.exiting.is_some() {
+        // The process started ending after the caller looked: the new
+        // thread must die with its siblings, never run (exit_process only
+        // kills the threads it found in the list).
+        t.inner.lock().kill = true;
+    }
+    inner.threads.push(t.clone());
+    drop(inner);
     Ok(t)
 }
 

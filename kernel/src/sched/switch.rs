@@ -252,6 +252,7 @@ fn wait_timeout(r: super::thread::ThreadRef, seq: u64) {
     let mut ti = t.inner.lock();
     if let RunState::Blocked { seq: s, .. } = ti.state {
         if s == seq {
+            ti.wait_timer = None;
             ti.state = RunState::Runnable;
             let last = ti.last_cpu;
             drop(ti);

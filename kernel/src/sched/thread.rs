@@ -83,6 +83,13 @@ pub struct ThreadInner {
     pub resume_cap_enter: bool,
     /// Sequence for waits (see [`RunState::Blocked`]).
     pub wait_seq: u64,
+    /// CPU whose timer list holds this wait's timeout, if it has one.
+    pub wait_timer: Option<usize>,
+    /// Operations that will complete later, started (`issued`) and
+    /// completed (`delivered`); their difference is bounded (back-pressure).
+    pub issued: u64,
+    /// See `issued`.
+    pub delivered: u64,
     /// CPU it last ran on.
     pub last_cpu: usize,
     /// Exit value once it ended.
@@ -147,14 +154,15 @@ static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 /// Most threads alive at once.
 pub const MAX_THREADS: usize = 16 * 1024;
 
-/// Creates a thread (not yet runnable anywhere) and registers it.
+/// Creates a thread (not yet runnable anywhere) and registers it; when the
+/// registry is full, hands the ring back.
 pub fn create(
     process: Arc<Process>,
     ring_addr: u64,
     ring: RingPages,
     frame: TrapFrame,
     fs_base: u64,
-) -> Option<Arc<Thread>> {
+) -> Result<Arc<Thread>, RingPages> {
     let mut reg = REGISTRY.lock();
     let index = match reg.free.pop() {
         Some(i) => i,
@@ -165,7 +173,7 @@ pub fn create(
             });
             (reg.slots.len() - 1) as u32
         }
-        None => return None,
+        None => return Err(ring),
     };
     let slot = &mut reg.slots[index as usize];
     slot.generation = slot.generation.wrapping_add(1);
@@ -190,6 +198,9 @@ pub fn create(
             kill: false,
             resume_cap_enter: false,
             wait_seq: 0,
+            wait_timer: None,
+            issued: 0,
+            delivered: 0,
             last_cpu: 0,
             exit_value: None,
             joiner: None,
@@ -201,7 +212,7 @@ pub fn create(
         busy_cycles: AtomicU64::new(0),
     });
     slot.thread = Some(t.clone());
-    Some(t)
+    Ok(t)
 }
 
 /// Follows a reference; `None` if the thread was reaped (stale).

@@ -47,6 +47,12 @@ pub fn add(deadline_tsc: u64, event: TimerEvent) {
     });
 }
 
+/// Removes the timers on `cpu` that `pred` selects (a wait or park that
+/// ended early), so finished waits leave nothing behind.
+pub fn cancel(cpu: usize, pred: impl Fn(&TimerEvent) -> bool) {
+    TIMERS[cpu].lock().retain(|t| !pred(&t.event));
+}
+
 /// The earliest deadline on `cpu`, if any.
 pub fn earliest(cpu: usize) -> Option<u64> {
     TIMERS[cpu].lock().iter().map(|t| t.deadline_tsc).min()

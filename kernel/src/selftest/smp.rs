@@ -114,7 +114,7 @@ fn ticks() -> Result<(), &'static str> {
     // The APs already run the scheduler, which keeps their timers off when
     // idle (tickless): run the periodic tick on every CPU for this test
     // only, and stop it again afterwards.
-    smp::call_on(mask, |hz| time::set_periodic(hz), time::DEFAULT_TICK_HZ);
+    smp::call_on(mask, time::set_periodic, time::DEFAULT_TICK_HZ);
     let mut start = [0u64; MAX_CPUS];
     for c in smp::bits(mask) {
         start[c] = stats(c).ticks.load(Ordering::Relaxed);

@@ -81,6 +81,11 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
     r.unwrap_or_else(|e| fail(sqe, e))
 }
 
+/// A thread handle went away (CapClose or its process ended).
+pub fn thread_handle_closed(r: crate::sched::thread::ThreadRef) {
+    thread::handle_closed(r);
+}
+
 fn close(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let cap = t.process.caps.lock().remove(sqe.cap)?;
     if let Cap::Thread(r) = cap {

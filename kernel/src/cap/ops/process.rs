@@ -50,10 +50,21 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
     let child = crate::proc::spawn::spawn(&name, &argv, caps)?;
     let pid = child.pid;
+    let keep = Arc::clone(&child);
     let slot = t.process.caps.lock().insert(Cap::Process(child));
     match slot {
         Some(s) => Ok(done(sqe, i64::from(s), pid, 0)),
-        None => Err(Error::NoMemory),
+        None => {
+            // Nobody could wait for or kill it: end it rather than orphan it.
+            exit_process(
+                &keep,
+                ExitStatus {
+                    kind: ExitKind::Killed,
+                    status: 0,
+                },
+            );
+            Err(Error::NoMemory)
+        }
     }
 }
 
