@@ -170,6 +170,42 @@ pub fn user_frame_slot(top: u64) -> *mut TrapFrame {
 
 global_asm!(
     r#"
+    /* The general registers in TrapFrame order (r15 ends up lowest). */
+    .macro PUSH_GPRS
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push rbp
+    push r8
+    push r9
+    push r10
+    push r11
+    push r12
+    push r13
+    push r14
+    push r15
+    .endm
+    .macro POP_GPRS
+    pop r15
+    pop r14
+    pop r13
+    pop r12
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rbp
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    .endm
+
     .text
     .balign 16
     .global trap_stubs
@@ -192,41 +228,13 @@ trap_common:
     jz 1f
     swapgs
 1:
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    PUSH_GPRS
     mov rdi, rsp
     cld
     call {trap_dispatch}
     .global trap_return
 trap_return:
-    pop r15
-    pop r14
-    pop r13
-    pop r12
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rbp
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
+    POP_GPRS
     test qword ptr [rsp + 24], 3
     jz 2f
     swapgs
@@ -247,21 +255,7 @@ syscall_entry:
     push rcx
     push 0
     push {sysvec}
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push rbp
-    push r8
-    push r9
-    push r10
-    push r11
-    push r12
-    push r13
-    push r14
-    push r15
+    PUSH_GPRS
     mov rdi, rsp
     cld
     call {syscall_dispatch}
