@@ -1,7 +1,7 @@
 //! Kernel entry and exit: the trap stubs, the syscall stub, the return to
 //! user mode, and the boot CPU's first Rust function.
 //!
-//! Every entry builds one [`TrapFrame`] on the CPU's kernel stack and calls
+//! Every entry builds one [`TrapFrame`] on the current kernel stack and calls
 //! Rust with a pointer to it; every exit pops that frame and leaves with
 //! `iretq` (never `sysretq`, which raises #GP under our KVM). A context
 //! switch is a copy of the frame: the scheduler saves the running thread's
@@ -218,9 +218,38 @@ trap_stubs:
     push 0
     .endif
     push vec
+    .if vec == 2
+    jmp trap_paranoid
+    .else
     jmp trap_common
+    .endif
     .set vec, vec + 1
     .endr
+
+    /* NMIs can arrive anywhere, even between `syscall` and the stub's
+     * swapgs, so CS does not tell which GS is live. Ask the CPU instead:
+     * a kernel GS base is a higher-half address (bit 63 set). rbx (callee-
+     * saved) remembers whether to swap back. */
+trap_paranoid:
+    PUSH_GPRS
+    mov ecx, 0xc0000101              /* IA32_GS_BASE */
+    rdmsr
+    xor ebx, ebx
+    test edx, edx
+    js 3f
+    swapgs
+    mov ebx, 1
+3:
+    mov rdi, rsp
+    cld
+    call {trap_dispatch}
+    test ebx, ebx
+    jz 4f
+    swapgs
+4:
+    POP_GPRS
+    add rsp, 16
+    iretq
 
 trap_common:
     /* [rsp] vector, +8 error, +16 rip, +24 cs */
