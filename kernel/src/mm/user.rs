@@ -32,10 +32,10 @@ pub fn copy_from_user(space: &AddrSpace, va: u64, dst: &mut [u8]) -> Result<(), 
         let chunk = ((PAGE_SIZE - cur % PAGE_SIZE) as usize).min(dst.len() - done);
         let out = &mut dst[done..done + chunk];
         space.with_user_page(cur, false, |phys| {
+            // User threads may write this page concurrently: we copy bytes
+            // and never form references to them.
             // SAFETY: `phys..phys+chunk` lies in one user page of `space`,
-            // checked and kept mapped (space lock held) by with_user_page;
-            // the direct map covers it. User threads may write it
-            // concurrently: we copy bytes, never form references to them.
+            // checked and kept mapped (space lock held) by with_user_page.
             unsafe {
                 core::ptr::copy_nonoverlapping(
                     phys_to_virt(phys) as *const u8,

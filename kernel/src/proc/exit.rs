@@ -75,11 +75,12 @@ pub fn thread_died(t: &Arc<Thread>) {
     };
     let p = t.process.clone();
     if let Some(ring) = ring {
-        let ending = p.inner.lock().exiting.is_some();
-        if ending {
+        let mut inner = p.inner.lock();
+        if inner.exiting.is_some() {
             // The teardown unmaps and shoots down everything at once.
-            p.inner.lock().dead_rings.push(ring);
+            inner.dead_rings.push(ring);
         } else {
+            drop(inner);
             p.space.unmap_range(t.ring_addr, t.ring_addr + RING_BYTES);
             ring.free();
         }

@@ -158,17 +158,25 @@ fn load_segments(space: &AddrSpace, img: &Image) -> Result<(), Error> {
         let mut page = s.page_start();
         while page < s.page_end() {
             let covered = page >= file_start && page + PAGE_SIZE <= file_end;
+            let off = s.file_offset + (page.max(file_start) - s.vaddr);
             if covered && !perm.write {
                 // Shared, read-only: straight from the image cache.
-                let off = s.file_offset + (page - s.vaddr);
                 space.map_frame(page, Frame::from_phys(img.base.phys() + off), perm, false)?;
+            } else if covered {
+                // Every byte comes from the file: copy, no zeroing first.
+                let f = frame::alloc().ok_or(Error::NoMemory)?;
+                copy_image_bytes(img, off, f.phys(), PAGE_SIZE);
+                if let Err(e) = space.map_frame(page, f, perm, true) {
+                    frame::free(f);
+                    return Err(e.into());
+                }
             } else {
+                // Partly file, partly zero (or all zero: bss).
                 let f = space.map_zeroed(page, perm)?;
                 let lo = page.max(file_start);
                 let hi = (page + PAGE_SIZE).min(file_end);
                 if lo < hi {
-                    let src_off = s.file_offset + (lo - s.vaddr);
-                    copy_image_bytes(img, src_off, f.phys() + (lo - page), hi - lo);
+                    copy_image_bytes(img, off, f.phys() + (lo - page), hi - lo);
                 }
             }
             page += PAGE_SIZE;

@@ -76,11 +76,10 @@ impl Ring {
         let at =
             self.base + SQ_OFFSET as usize + slot(tail, SQ_ENTRIES) as usize * SQE_BYTES as usize;
         let dst = at as *mut Sqe;
+        // Field by field: one volatile store of the 64-byte struct was seen
+        // lowered to partial byte stores with +sse (scripts/build-programs.sh).
         // SAFETY: `at` is an aligned SQE slot inside the mapped region (slot
-        // < SQ_ENTRIES); the kernel does not read it until we publish the
-        // tail. Field by field: one volatile store of the 64-byte struct was
-        // seen lowered to partial byte stores with +sse (see
-        // scripts/build-programs.sh).
+        // < SQ_ENTRIES); the kernel reads it only after we publish the tail.
         unsafe {
             core::ptr::write_volatile(&raw mut (*dst).opcode, sqe.opcode);
             core::ptr::write_volatile(&raw mut (*dst).cap, sqe.cap);

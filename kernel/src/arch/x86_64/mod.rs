@@ -78,10 +78,10 @@ pub fn load_address_space(root_phys: u64) {
 pub fn run_first_user_frame(pick: impl FnOnce(&mut TrapFrame)) -> ! {
     let top = percpu::kernel_stack_top();
     let slot = entry::user_frame_slot(top);
-    // SAFETY: `slot` is the top frame-sized area of this CPU's kernel stack,
-    // which the current code is not using: callers run on another stack (the
-    // boot stack, or an AP's bring-up stack) or deep below it with nothing
-    // live above. It is aligned and exclusively ours.
+    // Callers run on another stack (the boot stack, or an AP's bring-up
+    // stack), so nothing live sits in that area.
+    // SAFETY: `slot` is the aligned top frame-sized area of this CPU's kernel
+    // stack, unused by the running code, so writing it is exclusive.
     let frame = unsafe {
         slot.write(TrapFrame::default());
         &mut *slot

@@ -60,11 +60,11 @@ pub fn install(kernel_cr3: u64) {
     let len = end - start;
     assert!(len <= 4096, "AP trampoline larger than a page");
     let dst = crate::mm::phys_to_virt(TRAMPOLINE_PHYS);
-    // SAFETY: [TRAMPOLINE_PHYS, +4 KiB) is low memory reserved for the
-    // trampoline (never handed out by the frame allocator) and reached
-    // through the direct map; the source is the trampoline's bytes in the
-    // kernel image; the ranges don't overlap. The patched slots lie inside
-    // the copied range (their labels sit between start and end), 8-aligned.
+    // The source is the trampoline's bytes in the kernel image; the patched
+    // slots lie inside the copied range (their labels sit between start and
+    // end), 8-aligned.
+    // SAFETY: [TRAMPOLINE_PHYS, +4 KiB) is reserved low memory (never given
+    // out by the frame allocator), direct-mapped, disjoint from the source.
     unsafe {
         super::cpu::copy_words(dst, start, len.next_multiple_of(8));
         core::ptr::write_volatile((dst + (cr3_slot - start)) as *mut u64, boot_pml4_phys());
