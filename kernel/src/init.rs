@@ -27,6 +27,10 @@ static MANIFEST: Once<Manifest<'static>> = Once::new();
 struct State {
     /// Next step: programs in order, then the workload.
     next: usize,
+    /// Free frames and heap bytes in use just before the first program
+    /// started (MEMSTAT).
+    start_free_frames: u64,
+    start_heap_used: usize,
     /// The step running now: (pid, label, expect).
     running: Option<(u64, String, Expect)>,
     /// Failures so far, for the verdict.
@@ -35,6 +39,8 @@ struct State {
 
 static STATE: IrqMutex<State> = IrqMutex::new(State {
     next: 0,
+    start_free_frames: 0,
+    start_heap_used: 0,
     running: None,
     failures: Vec::new(),
 });
@@ -59,6 +65,11 @@ pub fn run(initrd: Payload<'static>) -> ! {
         let deadline =
             arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
         crate::sched::timer::add(deadline, crate::sched::timer::TimerEvent::Watchdog);
+    }
+    {
+        let mut s = STATE.lock();
+        s.start_free_frames = mm::frame::free_frames();
+        s.start_heap_used = mm::heap::used_bytes();
     }
     start_next();
     crate::sched::cpu_main(0)
@@ -91,7 +102,12 @@ struct Step {
     args: Vec<String>,
     caps: Vec<abi::caps::CapKind>,
     expect: Expect,
+    /// Its kernel-memory budget.
+    kernel_kib: u32,
 }
+
+/// The budget of a program whose manifest entry does not set one.
+const DEFAULT_KERNEL_KIB: u32 = 32768;
 
 fn step(i: usize) -> Option<Step> {
     let m = MANIFEST.get()?;
@@ -102,6 +118,7 @@ fn step(i: usize) -> Option<Step> {
             args: p.args.iter().map(|a| String::from(*a)).collect(),
             caps: p.caps.clone(),
             expect: p.expect,
+            kernel_kib: DEFAULT_KERNEL_KIB,
         });
     }
     let w = m.workload.as_ref().filter(|_| i == m.programs.len())?;
@@ -126,6 +143,7 @@ fn step(i: usize) -> Option<Step> {
         ],
         caps: alloc::vec![Console, Timer, Spawner, Stats],
         expect: Expect::Exit(0),
+        kernel_kib: DEFAULT_KERNEL_KIB,
     })
 }
 
@@ -138,10 +156,18 @@ fn start_next() {
             s.next += 1;
             i
         };
-        let Some(st) = step(i) else { finish() };
+        let Some(st) = step(i) else {
+            // Finish from a clean context (a timer event on this CPU), once
+            // the stacks that ended the last program have unwound and
+            // dropped their references: MEMSTAT must see every frame back.
+            let now = arch::rdtsc();
+            crate::sched::timer::add(now, crate::sched::timer::TimerEvent::Finish);
+            return;
+        };
         let args: Vec<&[u8]> = st.args.iter().map(|a| a.as_bytes()).collect();
         let caps = st.caps.iter().filter_map(|k| Cap::grant(*k)).collect();
-        match proc::spawn::spawn(st.name.as_bytes(), &args, caps) {
+        let account = alloc::sync::Arc::new(mm::budget::Account::new(st.kernel_kib));
+        match proc::spawn::spawn(st.name.as_bytes(), &args, caps, account, None) {
             Ok(p) => {
                 kprintln!("init: started {} pid={}", st.label, p.pid);
                 STATE.lock().running = Some((p.pid, st.label, st.expect));
@@ -199,9 +225,45 @@ pub fn watchdog_fired() {
     finish();
 }
 
+/// Every program has ended: print the counters and the verdict.
+pub fn finish_now() {
+    finish()
+}
+
+/// Leaves this CPU's user address space if no thread runs here (a cross-CPU
+/// call from [`finish`], so the last spaces' roots come back).
+fn release_cpu_space(_: u64) {
+    let me = arch::cpu_id();
+    if crate::sched::cpu::cpu(me).current.lock().is_none() {
+        crate::sched::switch::drop_space(me);
+    }
+}
+
+/// Prints MEMSTAT: frames and heap now against the start. A scenario whose
+/// programs all ended and that did not get every frame back fails (leak).
+fn memstat() -> bool {
+    crate::smp::call_on(crate::smp::online_mask(), release_cpu_space, 0);
+    let (start_free, start_heap, all_ended) = {
+        let s = STATE.lock();
+        (s.start_free_frames, s.start_heap_used, s.running.is_none())
+    };
+    let free = mm::frame::free_frames();
+    kprintln!(
+        "MEMSTAT free_frames={} start_free_frames={} heap_used={} start_heap_used={}",
+        free,
+        start_free,
+        mm::heap::used_bytes(),
+        start_heap
+    );
+    !all_ended || free == start_free
+}
+
 /// Prints the counters and the verdict, and powers off.
 fn finish() -> ! {
     let name = MANIFEST.get().map_or("unknown", |m| m.scenario.name);
+    if !memstat() {
+        STATE.lock().failures.push(String::from("leak"));
+    }
     crate::percpu::print_cpustat();
     let failures = core::mem::take(&mut STATE.lock().failures);
     if failures.is_empty() {

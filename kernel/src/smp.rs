@@ -394,6 +394,14 @@ fn post(mask: u64, work: Work) {
     }
 }
 
+/// Answers the cross-CPU requests (shootdowns, calls) waiting for this
+/// CPU. Long kernel loops that run with interrupts off call it between
+/// steps, with no lock held, so a CPU asked for a shootdown answers within
+/// one step, not at the end of the loop (issue 11: bounded work).
+pub fn answer_requests() {
+    serve_inbox(arch::cpu_id());
+}
+
 fn serve_inbox(me: usize) {
     for level in 0..LEVELS {
         let senders = INBOX[me][level].swap(0, Ordering::SeqCst);

@@ -7,3 +7,4 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+pub mod timer_heap;

@@ -1,12 +1,19 @@
 //! `cap_enter(min_complete, timeout_ns)`: the one system call.
 //!
-//! 1. Flush overflowed completions into the CQ.
-//! 2. Consume new SQEs in order while the CQ has room for their immediate
-//!    completions and fewer than `MAX_PENDING` completions are pending or
-//!    in flight (back-pressure: the rest stay in the SQ for the next
-//!    call). Each SQE is copied out of shared memory before it is looked
-//!    at, and executed with no thread lock held.
-//! 3. Return the CQ count at once if it is at least `min_complete`, the
+//! 1. Read the SQ tail once: this call consumes at most the submissions
+//!    that were there when it started, never more than `SQ_ENTRIES`, so a
+//!    sibling that keeps appending cannot hold the CPU in ring 0.
+//! 2. Consume them in order. Each SQE is copied out of shared memory before
+//!    it is looked at, and executed with no thread lock held; other CPUs'
+//!    requests (shootdowns) are answered between SQEs. An SQE that needs a
+//!    completion waits in the SQ while the CQ and overflow list hold
+//!    `CQ_ENTRIES` completions (the program must drain its CQ); Exit and
+//!    ThreadExit need none and are always consumed.
+//! 3. An operation that may complete later (sleep, wait, join, park) is
+//!    counted in flight and charged to the process's budget first. Past
+//!    `MAX_PENDING` in flight, or at the budget, it completes at once with
+//!    `NoMemory` and the ring goes on.
+//! 4. Return the CQ count at once if it is at least `min_complete`, the
 //!    timeout is 0, or the thread is being killed. Otherwise save the
 //!    context, mark the thread Blocked (both under its lock, the residency
 //!    rule), arm the timeout, and leave the CPU; whoever posts the
@@ -17,20 +24,89 @@
 //! fails the call with `Invalid` and consumes nothing.
 
 use abi::error::Error;
-use abi::ring::{CQ_ENTRIES, SQ_ENTRIES};
+use abi::op::Op;
+use abi::ring::{Sqe, CQ_ENTRIES, SQ_ENTRIES};
 
 use super::ops::{self, Outcome};
 use super::ring;
 use crate::arch::TrapFrame;
-use crate::sched::thread::RunState;
+use crate::mm::budget::{self, Kind};
+use crate::sched::thread::{RunState, Thread};
 use crate::sched::timer::{self, TimerEvent};
 use crate::sched::{self, cpu, switch};
+use alloc::sync::Arc;
 
-/// Most completions a thread may have pending: those in its CQ and
-/// overflow list plus operations still in flight (sleeps, waits, joins,
-/// parks). Beyond it, new submissions wait in the SQ, which bounds the
-/// kernel memory (overflow list, timers, waiter lists) one thread can use.
-const MAX_PENDING: u64 = 4096;
+/// Most operations of one thread in flight at once (started, not yet
+/// completed). Each also holds a budget charge; this bound keeps one
+/// thread's share of its process's budget (and its overflow list) sane.
+pub const MAX_PENDING: u64 = 4096;
+
+/// Whether an operation may complete later (and so is counted in flight).
+fn may_complete_later(op: Option<Op>) -> bool {
+    matches!(
+        op,
+        Some(Op::TimerSleep | Op::ProcWait | Op::ThreadJoin | Op::Park)
+    )
+}
+
+/// Whether an operation needs no completion slot (it never completes).
+fn needs_no_cqe(op: Option<Op>) -> bool {
+    matches!(op, Some(Op::Exit | Op::ThreadExit))
+}
+
+/// Takes the next SQE if this call may consume it.
+fn next_sqe(t: &Arc<Thread>) -> Option<Sqe> {
+    let mut ti = t.inner.lock();
+    ring::flush_overflow(&mut ti);
+    if ti.kill {
+        return None;
+    }
+    let head = ti.sq_head;
+    let sqe = ti.ring.as_ref()?.read_sqe(head);
+    if !needs_no_cqe(Op::from_raw(sqe.opcode)) && ring::available(&ti) >= CQ_ENTRIES as usize {
+        return None;
+    }
+    if let Some(r) = &ti.ring {
+        r.set_sq_head(head.wrapping_add(1));
+    }
+    ti.sq_head = head.wrapping_add(1);
+    Some(sqe)
+}
+
+/// Runs one consumed SQE; false if the calling thread is gone.
+fn consume(t: &Arc<Thread>, sqe: &Sqe) -> bool {
+    let later = may_complete_later(Op::from_raw(sqe.opcode));
+    if later {
+        let full = ring::in_flight(&t.inner.lock()) >= MAX_PENDING;
+        let charged = !full
+            && t.process
+                .account()
+                .charge(Kind::Heap, budget::IN_FLIGHT_HEAP_BYTES)
+                .is_ok();
+        if !charged {
+            if let Outcome::Now(cqe) = ops::fail(sqe, Error::NoMemory) {
+                ring::push(&mut t.inner.lock(), cqe);
+            }
+            return true;
+        }
+    }
+    match ops::dispatch(t, sqe) {
+        Outcome::Now(cqe) => {
+            if later {
+                t.process
+                    .account()
+                    .uncharge(Kind::Heap, budget::IN_FLIGHT_HEAP_BYTES);
+            }
+            ring::push(&mut t.inner.lock(), cqe);
+        }
+        Outcome::Later => {
+            let mut ti = t.inner.lock();
+            ti.issued = ti.issued.wrapping_add(1);
+        }
+        Outcome::Gone => return false,
+    }
+    true
+}
 
 /// Runs the system call for the current thread.
 pub fn cap_enter(frame: &mut TrapFrame) {
@@ -39,43 +115,23 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     };
     let min = frame.rdi.min(u64::from(CQ_ENTRIES)) as u32;
     let timeout_ns = frame.rsi;
-    loop {
-        let sqe = {
-            let mut ti = t.inner.lock();
-            ring::flush_overflow(&mut ti);
-            if ti.kill
-                || ring::available(&ti) >= CQ_ENTRIES as usize
-                || ring::available(&ti) as u64 + ring::in_flight(&ti) >= MAX_PENDING
-            {
-                None
-            } else {
-                let Some(r) = &ti.ring else { break };
-                let tail = r.sq_tail();
-                match abi::ring::pending(ti.sq_head, tail, SQ_ENTRIES) {
-                    None => {
-                        frame.rax = Error::Invalid.as_result() as u64;
-                        return;
-                    }
-                    Some(0) => None,
-                    Some(_) => {
-                        let head = ti.sq_head;
-                        let sqe = r.read_sqe(head);
-                        r.set_sq_head(head.wrapping_add(1));
-                        ti.sq_head = head.wrapping_add(1);
-                        Some(sqe)
-                    }
-                }
-            }
-        };
-        let Some(sqe) = sqe else { break };
-        match ops::dispatch(&t, &sqe) {
-            Outcome::Now(cqe) => ring::push(&mut t.inner.lock(), cqe),
-            Outcome::Later => {
-                let mut ti = t.inner.lock();
-                ti.issued = ti.issued.wrapping_add(1);
-            }
-            Outcome::Gone => return,
+    let new = {
+        let ti = t.inner.lock();
+        match &ti.ring {
+            None => Some(0),
+            Some(r) => abi::ring::pending(ti.sq_head, r.sq_tail(), SQ_ENTRIES),
         }
+    };
+    let Some(new) = new else {
+        frame.rax = Error::Invalid.as_result() as u64;
+        return;
+    };
+    for _ in 0..new {
+        let Some(sqe) = next_sqe(&t) else { break };
+        if !consume(&t, &sqe) {
+            return;
+        }
+        crate::smp::answer_requests();
     }
     let me = crate::arch::cpu_id();
     let mut ti = t.inner.lock();
@@ -93,14 +149,13 @@ pub fn cap_enter(frame: &mut TrapFrame) {
         // Armed under the thread lock, so a completion that ends the wait
         // early finds `wait_timer` and cancels the entry.
         let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout_ns));
-        timer::add(
+        ti.wait_timer = Some(timer::add(
             deadline,
             TimerEvent::WaitTimeout {
                 thread: t.tref,
                 seq,
             },
-        );
-        ti.wait_timer = Some(me);
+        ));
     }
     drop(ti);
     *cpu::cpu(me).current.lock() = None;

@@ -12,7 +12,7 @@
 //! offset) instead; that needs memory objects with mapping provenance, and
 //! this table is the seam where that key would go.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 
 use abi::error::Error;
@@ -22,38 +22,37 @@ use abi::ring::{Cqe, Sqe};
 use super::ops::{done, Outcome};
 use crate::proc::Process;
 use crate::sched::thread::{Thread, ThreadRef};
-use crate::sched::timer::{self, TimerEvent};
+use crate::sched::timer::{self, TimerEvent, TimerHandle};
 
 /// Most parked threads per process.
 const MAX_PARKED: usize = 16 * 1024;
+
+/// Parkers woken (or removed) per step before the table lock is dropped
+/// and other CPUs' requests are answered: an Unpark of thousands of
+/// waiters never keeps a shootdown waiting.
+const WAKE_BATCH: usize = 64;
 
 #[derive(Clone, Copy)]
 struct Parked {
     thread: ThreadRef,
     user_data: u64,
-    seq: u64,
-    /// CPU whose timer list holds this park's timeout, if any.
-    timer_cpu: Option<usize>,
+    /// This park's timeout, if it has one.
+    timer: Option<TimerHandle>,
 }
 
-impl Parked {
-    /// Drops this park's pending timeout (it was woken first).
-    fn cancel_timeout(&self, addr: u64) {
-        if let Some(cpu) = self.timer_cpu {
-            let (thread, seq) = (self.thread, self.seq);
-            timer::cancel(cpu, |ev| {
-                matches!(ev, TimerEvent::ParkTimeout { addr: a, thread: t, seq: s, .. }
-                    if *a == addr && *t == thread && *s == seq)
-            });
-        }
-    }
-}
-
-/// Parked threads of one process.
+/// Parked threads of one process: word address -> parkers by arrival
+/// sequence (oldest first). Each parker is also recorded, as (address,
+/// seq), in its thread's `parks`, so its thread's death removes it.
 pub struct ParkTable {
-    words: BTreeMap<u64, VecDeque<Parked>>,
+    words: BTreeMap<u64, BTreeMap<u64, Parked>>,
     count: usize,
     next_seq: u64,
+}
+
+impl Default for ParkTable {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl ParkTable {
@@ -66,21 +65,36 @@ impl ParkTable {
         }
     }
 
-    /// Forgets every parked thread (process end).
+    /// Forgets every parked thread (process end), cancelling their timeouts.
     pub fn clear(&mut self) {
-        self.words.clear();
+        for q in core::mem::take(&mut self.words).into_values() {
+            for w in q.into_values() {
+                if let Some(h) = w.timer {
+                    timer::cancel(h);
+                }
+            }
+        }
         self.count = 0;
     }
 
-    fn remove(&mut self, addr: u64, pred: impl Fn(&Parked) -> bool) -> Option<Parked> {
+    fn remove(&mut self, addr: u64, seq: u64) -> Option<Parked> {
         let q = self.words.get_mut(&addr)?;
-        let i = q.iter().position(pred)?;
-        let p = q.remove(i);
+        let p = q.remove(&seq)?;
         if q.is_empty() {
             self.words.remove(&addr);
         }
         self.count -= 1;
-        p
+        Some(p)
+    }
+
+    fn pop_oldest(&mut self, addr: u64) -> Option<(u64, Parked)> {
+        let q = self.words.get_mut(&addr)?;
+        let (seq, p) = q.pop_first()?;
+        if q.is_empty() {
+            self.words.remove(&addr);
+        }
+        self.count -= 1;
+        Some((seq, p))
     }
 }
 
@@ -93,64 +107,82 @@ fn result(user_data: u64, r: ParkResult) -> Cqe {
     }
 }
 
+/// Completes a park taken out of the table, if its thread still owns it.
+fn complete(w: &Parked, addr: u64, seq: u64, r: ParkResult) -> bool {
+    if let Some(h) = w.timer {
+        timer::cancel(h);
+    }
+    crate::cap::ring::post_if(w.thread, result(w.user_data, r), |ti| {
+        ti.parks.remove(&(addr, seq))
+    })
+}
+
 /// Park(addr, expected, timeout_ns).
 pub fn park(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let (addr, timeout) = (sqe.args[0], sqe.args[2]);
     let expected = u32::try_from(sqe.args[1]).map_err(|_| Error::Invalid)?;
     let p = &t.process;
-    {
-        let mut table = p.park.lock();
-        let now = crate::mm::user::load_u32(&p.space, addr)?;
-        if now != expected {
-            return Ok(done(sqe, 0, ParkResult::ValueChanged as u64, 0));
-        }
-        if timeout == 0 {
-            return Ok(done(sqe, 0, ParkResult::TimedOut as u64, 0));
-        }
-        if table.count >= MAX_PARKED {
-            return Err(Error::NoMemory);
-        }
-        let seq = table.next_seq;
-        table.next_seq += 1;
-        // The timeout is armed under the table lock, so an unpark that
-        // removes this entry always finds (and cancels) it.
-        let timer_cpu = (timeout != abi::TIMEOUT_NEVER).then(|| {
-            let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout));
-            timer::add(
-                deadline,
-                TimerEvent::ParkTimeout {
-                    process: Arc::downgrade(p),
-                    addr,
-                    thread: t.tref,
-                    seq,
-                },
-            );
-            crate::arch::cpu_id()
-        });
-        table.words.entry(addr).or_default().push_back(Parked {
+    let mut table = p.park.lock();
+    let now = crate::mm::user::load_u32(&p.space, addr)?;
+    if now != expected {
+        return Ok(done(sqe, 0, ParkResult::ValueChanged as u64, 0));
+    }
+    if timeout == 0 {
+        return Ok(done(sqe, 0, ParkResult::TimedOut as u64, 0));
+    }
+    if table.count >= MAX_PARKED {
+        return Err(Error::NoMemory);
+    }
+    let seq = table.next_seq;
+    table.next_seq += 1;
+    // The timeout is armed under the table lock, so an unpark that
+    // removes this entry always finds (and cancels) it.
+    let timer = (timeout != abi::TIMEOUT_NEVER).then(|| {
+        let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(timeout));
+        timer::add(
+            deadline,
+            TimerEvent::ParkTimeout {
+                process: Arc::downgrade(p),
+                addr,
+                thread: t.tref,
+                seq,
+            },
+        )
+    });
+    table.words.entry(addr).or_default().insert(
+        seq,
+        Parked {
             thread: t.tref,
             user_data: sqe.user_data,
-            seq,
-            timer_cpu,
-        });
-        table.count += 1;
-    }
+            timer,
+        },
+    );
+    table.count += 1;
+    t.inner.lock().parks.insert((addr, seq));
     Ok(Outcome::Later)
 }
 
-/// Unpark(addr, count): wakes up to `count` live parkers, oldest first.
+/// Unpark(addr, count): wakes up to `count` live parkers, oldest first, in
+/// batches of [`WAKE_BATCH`] with the table lock dropped in between.
 pub fn unpark(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let (addr, count) = (sqe.args[0], sqe.args[1]);
     let mut woken = 0u64;
-    let mut table = t.process.park.lock();
-    while woken < count {
-        let Some(w) = table.remove(addr, |_| true) else {
-            break;
-        };
-        w.cancel_timeout(addr);
-        if crate::cap::ring::post(w.thread, result(w.user_data, ParkResult::Woken)) {
-            woken += 1;
+    'outer: while woken < count {
+        {
+            let mut table = t.process.park.lock();
+            for _ in 0..WAKE_BATCH {
+                if woken >= count {
+                    break 'outer;
+                }
+                let Some((seq, w)) = table.pop_oldest(addr) else {
+                    break 'outer;
+                };
+                if complete(&w, addr, seq, ParkResult::Woken) {
+                    woken += 1;
+                }
+            }
         }
+        crate::smp::answer_requests();
     }
     Ok(done(sqe, woken as i64, 0, 0))
 }
@@ -158,7 +190,28 @@ pub fn unpark(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
 /// A park timeout fired: complete it if the thread is still parked.
 pub fn timeout(p: &Arc<Process>, addr: u64, thread: ThreadRef, seq: u64) {
     let mut table = p.park.lock();
-    if let Some(w) = table.remove(addr, |w| w.thread == thread && w.seq == seq) {
-        crate::cap::ring::post(w.thread, result(w.user_data, ParkResult::TimedOut));
+    if let Some(w) = table.remove(addr, seq) {
+        if w.thread == thread {
+            complete(&w, addr, seq, ParkResult::TimedOut);
+        }
+    }
+}
+
+/// Removes a dead thread's parks (its `parks` set, taken under its lock),
+/// cancelling their timeouts, in batches.
+pub fn thread_gone(p: &Process, parks: impl IntoIterator<Item = (u64, u64)>) {
+    let mut it = parks.into_iter().peekable();
+    while it.peek().is_some() {
+        {
+            let mut table = p.park.lock();
+            for (addr, seq) in it.by_ref().take(WAKE_BATCH) {
+                if let Some(w) = table.remove(addr, seq) {
+                    if let Some(h) = w.timer {
+                        timer::cancel(h);
+                    }
+                }
+            }
+        }
+        crate::smp::answer_requests();
     }
 }

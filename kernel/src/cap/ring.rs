@@ -8,8 +8,9 @@
 
 use abi::ring::{Cqe, CQ_ENTRIES};
 
-use crate::sched::cpu;
+use crate::mm::budget::{self, Kind};
 use crate::sched::thread::{self, RunState, ThreadInner, ThreadRef};
+use crate::sched::{cpu, timer};
 
 /// Completions in the CQ (as the user's head says), clamped when user
 /// space corrupted its head.
@@ -75,7 +76,18 @@ pub fn available(ti: &ThreadInner) -> usize {
 }
 
 /// Posts `cqe` to thread `r`; returns whether the thread still existed.
+/// Every post completes an operation that was counted in flight (see
+/// cap::enter), so it gives that operation's charge back.
 pub fn post(r: ThreadRef, cqe: Cqe) -> bool {
+    post_if(r, cqe, |_| true)
+}
+
+/// Like [`post`], but first runs `claim` under the thread's lock; posts
+/// only if it returns true. The owner of a wait uses it to take the wait
+/// out of the thread's bookkeeping (its sleep set, park set, ProcWait
+/// set) atomically with the completion, so a wait is completed at most
+/// once, either here or by the thread's death.
+pub fn post_if(r: ThreadRef, cqe: Cqe, claim: impl FnOnce(&mut ThreadInner) -> bool) -> bool {
     let Some(t) = thread::lookup(r) else {
         return false;
     };
@@ -83,16 +95,18 @@ pub fn post(r: ThreadRef, cqe: Cqe) -> bool {
     if ti.reaped || ti.ring.is_none() || ti.kill || ti.state == RunState::Dead {
         return false;
     }
+    if !claim(&mut ti) {
+        return false;
+    }
     push(&mut ti, cqe);
     ti.delivered = ti.delivered.wrapping_add(1);
-    if let RunState::Blocked { min, seq } = ti.state {
+    t.process
+        .account()
+        .uncharge(Kind::Heap, budget::IN_FLIGHT_HEAP_BYTES);
+    if let RunState::Blocked { min, .. } = ti.state {
         if available(&ti) >= min as usize {
-            if let Some(cpu) = ti.wait_timer.take() {
-                let me = t.tref;
-                crate::sched::timer::cancel(
-                    cpu,
-                    |ev| matches!(ev, crate::sched::timer::TimerEvent::WaitTimeout { thread, seq: s } if *thread == me && *s == seq),
-                );
+            if let Some(h) = ti.wait_timer.take() {
+                timer::cancel(h);
             }
             ti.state = RunState::Runnable;
             let last = ti.last_cpu;

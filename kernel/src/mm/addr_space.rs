@@ -11,18 +11,19 @@
 //! frames are freed. Lock order: the space lock is taken after thread and
 //! process locks and before the frame allocator's.
 
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use abi::layout::{PAGE_SIZE, USER_END};
 
+use super::budget::{self, Account, Kind};
 use super::frame::{self, Frame};
 use super::paging::{self, flags};
 use crate::sync::IrqMutex;
 
 /// Most demand-zero regions one address space may hold (each `MemMap` adds
-/// one; they are searched on every demand fault).
+/// one; a demand fault finds its region in O(log n)).
 const MAX_LAZY_REGIONS: usize = 4096;
 
 /// Page permissions for user mappings.
@@ -73,7 +74,8 @@ pub enum SpaceError {
 }
 
 struct Inner {
-    lazy: Vec<Lazy>,
+    /// Demand-zero regions by start address (they never overlap).
+    lazy: BTreeMap<u64, Lazy>,
     /// Next free address of the anonymous area (bump allocation).
     anon_next: u64,
     /// Set by teardown; later maps fail.
@@ -86,12 +88,22 @@ pub struct AddrSpace {
     inner: IrqMutex<Inner>,
     active: AtomicU64,
     root_freed: AtomicBool,
+    /// Charged for the root, every user-half page table and every region.
+    account: Arc<Account>,
+    /// User-half page tables allocated now (charged to `account`).
+    tables: AtomicU64,
 }
 
 impl AddrSpace {
-    /// A new, empty user half over the kernel half.
-    pub fn new() -> Result<Arc<AddrSpace>, SpaceError> {
-        let root = paging::alloc_table().ok_or(SpaceError::NoMemory)?;
+    /// A new, empty user half over the kernel half, charged to `account`.
+    pub fn new(account: Arc<Account>) -> Result<Arc<AddrSpace>, SpaceError> {
+        account
+            .charge(Kind::Frames, budget::FRAME_BYTES)
+            .map_err(|_| SpaceError::NoMemory)?;
+        let Some(root) = paging::alloc_table() else {
+            account.uncharge(Kind::Frames, budget::FRAME_BYTES);
+            return Err(SpaceError::NoMemory);
+        };
         let kernel = super::kernel_space::kernel_pml4();
         for i in paging::KERNEL_PML4_START..512 {
             paging::set_root_entry(root, i, paging::root_entry(kernel, i));
@@ -99,13 +111,48 @@ impl AddrSpace {
         Ok(Arc::new(AddrSpace {
             root,
             inner: IrqMutex::new(Inner {
-                lazy: Vec::new(),
+                lazy: BTreeMap::new(),
                 anon_next: abi::layout::ANON_BASE,
                 dead: false,
             }),
             active: AtomicU64::new(0),
             root_freed: AtomicBool::new(false),
+            account,
+            tables: AtomicU64::new(0),
         }))
+    }
+
+    /// The account this space charges.
+    pub fn account(&self) -> &Arc<Account> {
+        &self.account
+    }
+
+    /// Maps one page, charging the page tables it creates; the space lock
+    /// is held by the caller.
+    fn map_charged(&self, va: u64, phys: u64, bits: u64) -> Result<(), SpaceError> {
+        let most = paging::MAX_NEW_TABLES * budget::FRAME_BYTES;
+        self.account
+            .charge(Kind::Frames, most)
+            .map_err(|_| SpaceError::NoMemory)?;
+        let r = paging::map_4k(self.root, va, phys, bits);
+        let created = *r.as_ref().unwrap_or(&0);
+        self.tables.fetch_add(created, Ordering::Relaxed);
+        self.account.uncharge(
+            Kind::Frames,
+            (paging::MAX_NEW_TABLES - created) * budget::FRAME_BYTES,
+        );
+        r.map(|_| ()).map_err(|e| match e {
+            paging::MapError::NoMemory => SpaceError::NoMemory,
+            paging::MapError::AlreadyMapped => SpaceError::Overlap,
+        })
+    }
+
+    /// Gives back the charge of `n` freed page tables.
+    fn tables_freed(&self, n: u64) {
+        if n > 0 {
+            self.tables.fetch_sub(n, Ordering::Relaxed);
+            self.account.uncharge(Kind::Frames, n * budget::FRAME_BYTES);
+        }
     }
 
     /// Physical address of the PML4 (for CR3).
@@ -149,15 +196,16 @@ impl AddrSpace {
             return Err(SpaceError::BadAddress);
         }
         let bits = perm.bits() | if owned { flags::OWNED } else { 0 };
-        paging::map_4k(self.root, va, f.phys(), bits).map_err(|e| match e {
-            paging::MapError::NoMemory => SpaceError::NoMemory,
-            paging::MapError::AlreadyMapped => SpaceError::Overlap,
-        })
+        self.map_charged(va, f.phys(), bits)
     }
 
-    /// Reserves `[start, end)` as demand-zero memory.
+    /// Reserves `[start, end)` as demand-zero memory (the main stack; not
+    /// charged: every process has exactly one).
     pub fn add_lazy(&self, start: u64, end: u64, perm: Perm) {
-        self.inner.lock().lazy.push(Lazy { start, end, perm });
+        self.inner
+            .lock()
+            .lazy
+            .insert(start, Lazy { start, end, perm });
     }
 
     /// Reserves `len` bytes (page-rounded) in the anonymous area, demand-zero
@@ -179,12 +227,18 @@ impl AddrSpace {
         if end + PAGE_SIZE > abi::layout::ANON_END {
             return Err(SpaceError::NoMemory);
         }
+        self.account
+            .charge(Kind::Heap, budget::REGION_HEAP_BYTES)
+            .map_err(|_| SpaceError::NoMemory)?;
         inner.anon_next = end + PAGE_SIZE;
-        inner.lazy.push(Lazy {
+        inner.lazy.insert(
             start,
-            end,
-            perm: Perm::RW,
-        });
+            Lazy {
+                start,
+                end,
+                perm: Perm::RW,
+            },
+        );
         Ok(start)
     }
 
@@ -196,51 +250,58 @@ impl AddrSpace {
             .ok_or(SpaceError::BadAddress)?
             & !(PAGE_SIZE - 1);
         let end = start.checked_add(len).ok_or(SpaceError::BadAddress)?;
+        if start < abi::layout::ANON_BASE || end > abi::layout::ANON_END {
+            return Err(SpaceError::BadAddress);
+        }
         {
             let mut inner = self.inner.lock();
-            let pos = inner
+            let found = inner
                 .lazy
-                .iter()
-                .position(|l| l.start == start && l.end == end && start >= abi::layout::ANON_BASE)
-                .ok_or(SpaceError::BadAddress)?;
-            inner.lazy.swap_remove(pos);
+                .get(&start)
+                .is_some_and(|l| l.end == end && l.start == start);
+            if !found {
+                return Err(SpaceError::BadAddress);
+            }
+            inner.lazy.remove(&start);
         }
+        self.account.uncharge(Kind::Heap, budget::REGION_HEAP_BYTES);
         self.unmap_range(start, end);
         Ok(())
     }
 
-    /// Unmaps every page in `[start, end)`, shoots down, then frees owned frames.
+    /// Unmaps every page in `[start, end)`, shoots down, then frees owned
+    /// frames and the page tables that became empty. Works in batches of
+    /// [`paging::UNMAP_BATCH`], with no heap allocation, answering other
+    /// CPUs' requests between batches: a huge range never keeps a CPU in
+    /// the kernel without a preemption point.
     pub fn unmap_range(&self, start: u64, end: u64) {
-        let mut removed: Vec<(u64, u64, u64)> = Vec::new();
-        {
-            let inner = self.inner.lock();
-            if inner.dead {
-                return;
+        let mut at = start;
+        while at < end {
+            let mut batch = paging::UnmapBatch::new();
+            {
+                let inner = self.inner.lock();
+                if inner.dead {
+                    return;
+                }
+                at = paging::unmap_step(self.root, at, end, &mut batch);
             }
-            paging::unmap_range(self.root, start, end, &mut removed);
-        }
-        let freed: Vec<(u64, u64)> = removed
-            .iter()
-            .map(|&(va, phys, f)| {
-                (
-                    va,
-                    if f & flags::OWNED != 0 {
-                        phys
-                    } else {
-                        u64::MAX
-                    },
-                )
-            })
-            .collect();
-        if freed.is_empty() {
-            return;
-        }
-        let pages: Vec<u64> = freed.iter().map(|(va, _)| *va).collect();
-        crate::smp::shootdown(self.active_mask(), &pages);
-        for (_, phys) in freed {
-            if phys != u64::MAX {
-                frame::free(Frame::from_phys(phys));
+            if batch.nleaves == 0 && batch.ntables == 0 {
+                continue;
             }
+            if batch.ntables == 0 && batch.nleaves <= crate::smp::MAX_SHOOTDOWN_PAGES {
+                let mut pages = [0u64; paging::UNMAP_BATCH];
+                for (p, va) in pages.iter_mut().zip(batch.leaf_vas()) {
+                    *p = va;
+                }
+                crate::smp::shootdown(self.active_mask(), &pages[..batch.nleaves]);
+            } else {
+                // Unhooked tables may sit in paging-structure caches:
+                // flush everything.
+                crate::smp::shootdown(self.active_mask(), &[]);
+            }
+            let tables = batch.free();
+            self.tables_freed(tables);
+            crate::smp::answer_requests();
         }
     }
 
@@ -266,15 +327,20 @@ impl AddrSpace {
         }
         let region = inner
             .lazy
-            .iter()
-            .find(|l| page >= l.start && page < l.end)
+            .range(..=page)
+            .next_back()
+            .map(|(_, l)| *l)
+            .filter(|l| page < l.end)
             .ok_or(SpaceError::BadAddress)?;
         if write && !region.perm.write {
             return Err(SpaceError::BadAddress);
         }
         let f = frame::alloc().ok_or(SpaceError::NoMemory)?;
         crate::arch::zero_page(f.virt());
-        if paging::map_4k(self.root, page, f.phys(), region.perm.bits() | flags::OWNED).is_err() {
+        if self
+            .map_charged(page, f.phys(), region.perm.bits() | flags::OWNED)
+            .is_err()
+        {
             frame::free(f);
             return Err(SpaceError::NoMemory);
         }
@@ -304,17 +370,31 @@ impl AddrSpace {
                 return;
             }
             inner.dead = true;
+            // The main stack region is not charged; every MemMap region is.
+            let charged = inner
+                .lazy
+                .values()
+                .filter(|l| l.start < abi::layout::ANON_END)
+                .count() as u64;
             inner.lazy.clear();
+            self.account
+                .uncharge(Kind::Heap, charged * budget::REGION_HEAP_BYTES);
         }
         let detached = paging::detach_user_half(self.root);
         crate::smp::shootdown(self.active_mask(), &[]);
-        paging::free_detached(&detached);
+        let tables = paging::free_detached(&detached);
+        self.tables_freed(tables);
         // The PML4 itself goes back now if no CPU has it loaded (the usual
         // case: the exiting CPU left it first), else when the last
         // reference drops.
         if self.active_mask() == 0 && !self.root_freed.swap(true, Ordering::SeqCst) {
-            frame::free(self.root);
+            self.free_root();
         }
+    }
+
+    fn free_root(&self) {
+        frame::free(self.root);
+        self.account.uncharge(Kind::Frames, budget::FRAME_BYTES);
     }
 }
 
@@ -322,7 +402,7 @@ impl Drop for AddrSpace {
     fn drop(&mut self) {
         self.teardown();
         if !self.root_freed.swap(true, Ordering::SeqCst) {
-            frame::free(self.root);
+            self.free_root();
         }
     }
 }

@@ -15,6 +15,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 pub mod addr_space;
+pub mod budget;
 pub mod frame;
 pub mod heap;
 pub mod kernel_space;

@@ -61,13 +61,18 @@ pub fn alloc_table() -> Option<Frame> {
     Some(f)
 }
 
+/// Most intermediate tables one [`map_4k`] can create (PDPT, PD, PT).
+pub const MAX_NEW_TABLES: u64 = 3;
+
 /// Maps the 4 KiB page at `va` to `phys` with `leaf_flags` (PRESENT is
 /// added). Intermediate tables get PRESENT|WRITABLE, plus USER in the
-/// user half.
-pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<(), MapError> {
+/// user half. Returns how many tables it created (at most
+/// [`MAX_NEW_TABLES`]), so the caller can charge them.
+pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<u64, MapError> {
     let user = va < 0x0000_8000_0000_0000;
     let inter = flags::PRESENT | flags::WRITABLE | if user { flags::USER } else { 0 };
     let mut t = root.phys();
+    let mut created = 0;
     for level in (1..4).rev() {
         // SAFETY: `t` is a page-table frame of this tree (the root or an
         // entry's target); the direct map covers it; the caller serializes
@@ -76,6 +81,7 @@ pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<(), Ma
         if *entry & flags::PRESENT == 0 {
             let f = alloc_table().ok_or(MapError::NoMemory)?;
             *entry = f.phys() | inter;
+            created += 1;
         } else if *entry & flags::HUGE != 0 {
             return Err(MapError::AlreadyMapped);
         }
@@ -87,7 +93,7 @@ pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<(), Ma
         return Err(MapError::AlreadyMapped);
     }
     *entry = (phys & ADDR_MASK) | leaf_flags | flags::PRESENT;
-    Ok(())
+    Ok(created)
 }
 
 /// Removes the 4 KiB mapping at `va`; returns the old entry's physical
@@ -99,14 +105,83 @@ pub fn unmap_4k(root: Frame, va: u64) -> Option<(u64, u64)> {
     Some((old & ADDR_MASK, old & !ADDR_MASK))
 }
 
-/// Removes every 4 KiB mapping in `[start, end)` of the user half,
-/// skipping whole absent subtrees (so a huge, mostly untouched range costs
-/// a few table reads, not one walk per page). Appends (va, phys, flags) of
-/// each removed page to `out`. The caller flushes the TLB.
-pub fn unmap_range(root: Frame, start: u64, end: u64, out: &mut alloc::vec::Vec<(u64, u64, u64)>) {
-    if start < end {
-        unmap_walk(root.phys(), 3, 0, start, end, out);
+/// Capacity of an [`UnmapBatch`]: pages and detached tables per step.
+pub const UNMAP_BATCH: usize = 32;
+
+/// What one [`unmap_step`] took out of a tree: leaf pages and whole
+/// detached subtrees, to be freed once the TLBs are shot down.
+pub struct UnmapBatch {
+    /// (va, old entry) of each removed 4 KiB page.
+    pub leaves: [(u64, u64); UNMAP_BATCH],
+    /// Number of valid `leaves`.
+    pub nleaves: usize,
+    /// (table physical address, its level) of each unhooked subtree:
+    /// level 0 is a page table, whose owned leaves are freed with it.
+    pub tables: [(u64, u32); UNMAP_BATCH],
+    /// Number of valid `tables`.
+    pub ntables: usize,
+}
+
+impl UnmapBatch {
+    /// An empty batch.
+    pub const fn new() -> UnmapBatch {
+        UnmapBatch {
+            leaves: [(0, 0); UNMAP_BATCH],
+            nleaves: 0,
+            tables: [(0, 0); UNMAP_BATCH],
+            ntables: 0,
+        }
     }
+
+    /// Virtual addresses of the removed leaves (for a targeted shootdown).
+    pub fn leaf_vas(&self) -> impl Iterator<Item = u64> + '_ {
+        self.leaves[..self.nleaves].iter().map(|l| l.0)
+    }
+
+    /// Frees what the batch holds: owned leaf frames and detached subtrees.
+    /// Only after every CPU that used the tree flushed its TLB. Returns the
+    /// number of page-table frames freed.
+    pub fn free(&mut self) -> u64 {
+        for &(_, e) in &self.leaves[..self.nleaves] {
+            if e & flags::OWNED != 0 {
+                frame::free(Frame::from_phys(e & ADDR_MASK));
+            }
+        }
+        let mut tables = 0;
+        for &(t, level) in &self.tables[..self.ntables] {
+            tables += free_subtree(t, level);
+        }
+        self.nleaves = 0;
+        self.ntables = 0;
+        tables
+    }
+}
+
+impl Default for UnmapBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Removes 4 KiB mappings in `[start, end)` of the user half until the
+/// batch is full: subtrees that lie wholly inside the range are unhooked
+/// at once (their pages are freed with them), tables that become empty are
+/// unhooked too, and absent subtrees are skipped. Returns the address to
+/// resume from (`>= end` when the range is done). The caller serializes
+/// edits of the tree, shoots down, then frees the batch.
+pub fn unmap_step(root: Frame, start: u64, end: u64, b: &mut UnmapBatch) -> u64 {
+    if start >= end {
+        return end;
+    }
+    match unmap_walk(root.phys(), 3, 0, start, end, b) {
+        Ok(()) => end,
+        Err(resume) => resume,
+    }
+}
+
+fn table_empty(t: u64) -> bool {
+    // SAFETY: `t` is a table of this tree; read only.
+    unsafe { (*table(t)).iter().all(|e| e & flags::PRESENT == 0) }
 }
 
 fn unmap_walk(
@@ -115,13 +190,13 @@ fn unmap_walk(
     base: u64,
     start: u64,
     end: u64,
-    out: &mut alloc::vec::Vec<(u64, u64, u64)>,
-) {
+    b: &mut UnmapBatch,
+) -> Result<(), u64> {
     let span = 1u64 << (12 + 9 * level);
     let lo = start.max(base);
-    let hi = end.min(base + 512 * span);
+    let hi = end.min(base.saturating_add(512 * span));
     if lo >= hi {
-        return;
+        return Ok(());
     }
     let first = ((lo - base) / span) as usize;
     let last = ((hi - 1 - base) / span) as usize;
@@ -134,12 +209,33 @@ fn unmap_walk(
         }
         let va = base + i as u64 * span;
         if level == 0 {
+            if b.nleaves == UNMAP_BATCH {
+                return Err(va);
+            }
             let old = core::mem::replace(entry, 0);
-            out.push((va, old & ADDR_MASK, old & !ADDR_MASK));
-        } else {
-            unmap_walk(*entry & ADDR_MASK, level - 1, va, start, end, out);
+            b.leaves[b.nleaves] = (va, old);
+            b.nleaves += 1;
+            continue;
+        }
+        let child = *entry & ADDR_MASK;
+        let whole = va >= start && va.checked_add(span).is_some_and(|e| e <= end);
+        if whole {
+            if b.ntables == UNMAP_BATCH {
+                return Err(va);
+            }
+            *entry = 0;
+            b.tables[b.ntables] = (child, level - 1);
+            b.ntables += 1;
+            continue;
+        }
+        unmap_walk(child, level - 1, va, start, end, b)?;
+        if b.ntables < UNMAP_BATCH && table_empty(child) {
+            *entry = 0;
+            b.tables[b.ntables] = (child, level - 1);
+            b.ntables += 1;
         }
     }
+    Ok(())
 }
 
 /// The physical address and flags `va` maps to, if any (4 KiB, 2 MiB and
@@ -242,13 +338,18 @@ pub fn detach_user_half(root: Frame) -> alloc::vec::Vec<u64> {
 }
 
 /// Frees detached user subtrees: every owned leaf frame and every table.
-pub fn free_detached(pdpts: &[u64]) {
-    for t in pdpts {
-        free_subtree(*t, 2);
-    }
+/// Returns the number of page-table frames freed.
+pub fn free_detached(pdpts: &[u64]) -> u64 {
+    pdpts.iter().map(|t| free_subtree(*t, 2)).sum()
 }
 
-fn free_subtree(t: u64, level: u32) {
+/// Frees the subtree rooted at table `t` of `level` (0 = a page table):
+/// its owned leaf frames and its tables. Answers other CPUs' requests
+/// after each page table, so freeing a huge tree never keeps a shootdown
+/// waiting (issue 11: bounded work with interrupts off). Returns the
+/// number of tables freed.
+fn free_subtree(t: u64, level: u32) -> u64 {
+    let mut tables = 1;
     for i in 0..512 {
         // SAFETY: `t` is a user-half table of a tree no CPU uses any more.
         let e = unsafe { (*table(t))[i] };
@@ -259,9 +360,13 @@ fn free_subtree(t: u64, level: u32) {
             if e & flags::OWNED != 0 {
                 frame::free(Frame::from_phys(e & ADDR_MASK));
             }
-        } else {
-            free_subtree(e & ADDR_MASK, level - 1);
+        } else if e & flags::HUGE == 0 {
+            tables += free_subtree(e & ADDR_MASK, level - 1);
         }
     }
     frame::free(Frame::from_phys(t));
+    if level == 0 {
+        crate::smp::answer_requests();
+    }
+    tables
 }

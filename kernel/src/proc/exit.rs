@@ -17,24 +17,42 @@ use abi::op::ExitKind;
 use abi::ring::{Cqe, RING_BYTES};
 
 use super::{ExitStatus, Process, Waiter};
+use crate::mm::budget::{self, Kind};
 use crate::sched::thread::{self, RunState, Thread};
 
-/// Starts ending `p` with `status` (first caller wins).
+/// Starts ending `p` with `status` (first caller wins), and with it every
+/// process it spawned, and theirs (a job tree: no process is ever left
+/// without someone who can wait for it or kill it). Iterative, so a deep
+/// chain of children cannot overflow the kernel stack.
 pub fn exit_process(p: &Arc<Process>, status: ExitStatus) {
-    let threads: Vec<Arc<Thread>> = {
-        let mut inner = p.inner.lock();
-        if inner.exiting.is_some() {
-            return;
-        }
-        inner.exiting = Some(status);
-        inner.threads.clone()
+    let killed = ExitStatus {
+        kind: ExitKind::Killed,
+        status: 0,
     };
+    let mut work: Vec<(Arc<Process>, ExitStatus)> = alloc::vec![(p.clone(), status)];
     let me = crate::arch::cpu_id();
-    for t in threads {
-        kill_thread(&t, me);
+    while let Some((p, status)) = work.pop() {
+        let (threads, children) = {
+            let mut inner = p.inner.lock();
+            if inner.exiting.is_some() {
+                continue;
+            }
+            inner.exiting = Some(status);
+            let threads: Vec<Arc<Thread>> = inner.threads.values().cloned().collect();
+            let children: Vec<Arc<Process>> = inner
+                .children
+                .values()
+                .filter_map(|c| c.upgrade())
+                .collect();
+            (threads, children)
+        };
+        for t in threads {
+            kill_thread(&t, me);
+        }
+        work.extend(children.into_iter().map(|c| (c, killed)));
+        crate::smp::answer_requests();
     }
 }
-
 /// Marks `t` killed and makes it die as soon as it is off every CPU.
 fn kill_thread(t: &Arc<Thread>, me: usize) {
     let mut ti = t.inner.lock();
@@ -56,9 +74,11 @@ fn kill_thread(t: &Arc<Thread>, me: usize) {
 }
 
 /// Death bookkeeping for a thread whose state is Dead and that no CPU
-/// runs; idempotent.
+/// runs; idempotent. Everything the thread waited for is cancelled or
+/// removed (its wait timeout, sleeps, parks and ProcWaits), and the
+/// charges of its operations still in flight come back.
 pub fn thread_died(t: &Arc<Thread>) {
-    let (ring, joiner, value, unregister) = {
+    let (ring, joiner, value, unregister, waits) = {
         let mut ti = t.inner.lock();
         if ti.reaped {
             return;
@@ -70,10 +90,32 @@ pub fn thread_died(t: &Arc<Thread>) {
         if joiner.is_some() {
             ti.joined = true;
         }
-        ti.overflow.clear();
-        (ti.ring.take(), joiner, value, !ti.handle_open)
+        ti.overflow = Default::default();
+        if let Some(h) = ti.wait_timer.take() {
+            crate::sched::timer::cancel(h);
+        }
+        for h in core::mem::take(&mut ti.sleeps).into_values() {
+            crate::sched::timer::cancel(h);
+        }
+        let in_flight = crate::cap::ring::in_flight(&ti);
+        ti.delivered = ti.issued;
+        t.process
+            .account()
+            .uncharge(Kind::Heap, in_flight * budget::IN_FLIGHT_HEAP_BYTES);
+        let waits = (
+            core::mem::take(&mut ti.parks),
+            core::mem::take(&mut ti.proc_waits),
+        );
+        (ti.ring.take(), joiner, value, !ti.handle_open, waits)
     };
     let p = t.process.clone();
+    let (parks, proc_waits) = waits;
+    crate::cap::park::thread_gone(&p, parks);
+    for (token, target) in proc_waits {
+        if let Some(target) = target.upgrade() {
+            target.inner.lock().waiters.remove(&token);
+        }
+    }
     if let Some(ring) = ring {
         let mut inner = p.inner.lock();
         if inner.exiting.is_some() {
@@ -82,7 +124,7 @@ pub fn thread_died(t: &Arc<Thread>) {
         } else {
             drop(inner);
             p.space.unmap_range(t.ring_addr, t.ring_addr + RING_BYTES);
-            ring.free();
+            p.free_ring(ring);
         }
     }
     if let Some(j) = joiner {
@@ -101,7 +143,7 @@ pub fn thread_died(t: &Arc<Thread>) {
     }
     let last = {
         let mut inner = p.inner.lock();
-        inner.threads.retain(|x| !Arc::ptr_eq(x, t));
+        inner.threads.remove(&t.tid);
         if inner.threads.is_empty() && inner.ended.is_none() {
             let st = *inner.exiting.get_or_insert(ExitStatus {
                 kind: ExitKind::Exited,
@@ -116,6 +158,21 @@ pub fn thread_died(t: &Arc<Thread>) {
     if last {
         finalize(&p);
     }
+}
+
+/// Empties `p`'s capability table, giving the slots' charges back; thread
+/// handles release their dead threads from the registry.
+pub fn release_caps(p: &Arc<Process>) {
+    let caps = p.caps.lock().clear();
+    let mut held = 0;
+    for cap in caps.into_iter().flatten() {
+        held += 1;
+        if let crate::cap::table::Cap::Thread(r) = cap {
+            crate::cap::ops::thread_handle_closed(r);
+        }
+    }
+    p.account()
+        .uncharge(Kind::Heap, held * budget::CAP_HEAP_BYTES);
 }
 
 /// Reclaims everything of a process whose threads are all dead, then
@@ -134,16 +191,10 @@ fn finalize(p: &Arc<Process>) {
     p.space.teardown();
     let rings = core::mem::take(&mut p.inner.lock().dead_rings);
     for r in rings {
-        r.free();
+        p.free_ring(r);
     }
-    // Close every handle outside the table lock; thread handles release
-    // their dead threads from the registry.
-    let caps = p.caps.lock().clear();
-    for cap in caps.into_iter().flatten() {
-        if let crate::cap::table::Cap::Thread(r) = cap {
-            crate::cap::ops::thread_handle_closed(r);
-        }
-    }
+    // Close every handle outside the table lock.
+    release_caps(p);
     p.park.lock().clear();
     let (status, waiters) = {
         let mut inner = p.inner.lock();
@@ -152,7 +203,10 @@ fn finalize(p: &Arc<Process>) {
             core::mem::take(&mut inner.waiters),
         )
     };
-    for w in waiters {
+    if let Some(parent) = p.parent.upgrade() {
+        parent.inner.lock().children.remove(&p.pid);
+    }
+    for w in waiters.into_values() {
         notify(p, w, status);
     }
 }
@@ -160,8 +214,12 @@ fn finalize(p: &Arc<Process>) {
 /// Tells one waiter how `p` ended.
 pub fn notify(p: &Arc<Process>, w: Waiter, st: ExitStatus) {
     match w {
-        Waiter::Thread { thread, user_data } => {
-            crate::cap::ring::post(
+        Waiter::Thread {
+            thread,
+            user_data,
+            token,
+        } => {
+            crate::cap::ring::post_if(
                 thread,
                 Cqe {
                     user_data,
@@ -169,20 +227,32 @@ pub fn notify(p: &Arc<Process>, w: Waiter, st: ExitStatus) {
                     value0: st.kind as u64,
                     value1: st.status as u64,
                 },
+                |ti| ti.proc_waits.remove(&token).is_some(),
             );
         }
         Waiter::Init => crate::init::process_ended(p.pid, st),
     }
 }
 
-/// Adds a waiter, or tells it at once if `p` already ended.
+/// Adds a waiter, or tells it at once if `p` already ended. A thread
+/// waiter is recorded in its thread's `proc_waits` first (the caller holds
+/// no lock), so its death can remove it from `p`'s list.
 pub fn add_waiter(p: &Arc<Process>, w: Waiter) {
+    if let Waiter::Thread { thread, token, .. } = w {
+        if let Some(t) = thread::lookup(thread) {
+            t.inner.lock().proc_waits.insert(token, Arc::downgrade(p));
+        }
+    }
+    let key = match w {
+        Waiter::Thread { token, .. } => token,
+        Waiter::Init => 0,
+    };
     let ended = {
         let mut inner = p.inner.lock();
         match inner.ended {
             Some(st) => Some(st),
             None => {
-                inner.waiters.push(w);
+                inner.waiters.insert(key, w);
                 None
             }
         }

@@ -7,16 +7,21 @@ pub mod fault;
 pub mod image;
 pub mod spawn;
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::AtomicU64;
+
+use abi::error::Error;
 
 use abi::op::ExitKind;
 
 use crate::cap::park::ParkTable;
+use crate::cap::table::Cap;
 use crate::cap::table::CapTable;
 use crate::mm::addr_space::AddrSpace;
+use crate::mm::budget::{self, Account, Kind};
 use crate::mm::ring_mem::RingPages;
 use crate::sched::thread::{Thread, ThreadRef};
 use crate::sync::IrqMutex;
@@ -30,6 +35,9 @@ pub enum Waiter {
         thread: ThreadRef,
         /// Its submission's user_data.
         user_data: u64,
+        /// Names this wait in the waiter's `proc_waits` (and in
+        /// `ProcInner::waiters`), so a waiter that dies first removes it.
+        token: u64,
     },
     /// The init service.
     Init,
@@ -46,14 +54,18 @@ pub struct ExitStatus {
 
 /// The mutable part of a process.
 pub struct ProcInner {
-    /// Threads not yet dead.
-    pub threads: Vec<Arc<Thread>>,
+    /// Threads not yet dead, by tid (removal is O(log n), so a process
+    /// whose threads all die at once is not quadratic).
+    pub threads: BTreeMap<u64, Arc<Thread>>,
     /// Set when the process starts ending (first exit, fault or kill wins).
     pub exiting: Option<ExitStatus>,
     /// Set once every thread is gone and the resources are reclaimed.
     pub ended: Option<ExitStatus>,
-    /// Told at the end.
-    pub waiters: Vec<Waiter>,
+    /// Told at the end, by token (init's own wait has token 0).
+    pub waiters: BTreeMap<u64, Waiter>,
+    /// Processes it spawned that have not ended: they die with it (job
+    /// tree), so no process is ever unreachable.
+    pub children: BTreeMap<u64, Weak<Process>>,
     /// Next ring slot index (ring i lives at RING_BASE + i * RING_STRIDE).
     pub next_ring: u64,
     /// Rings of threads that died while the process was ending: freed
@@ -75,8 +87,47 @@ pub struct Process {
     pub park: IrqMutex<ParkTable>,
     /// Threads, exit state, waiters.
     pub inner: IrqMutex<ProcInner>,
+    /// The process that spawned it (none for init's programs).
+    pub parent: Weak<Process>,
     /// CPUs any of its threads ran on.
     pub cpus_ran: AtomicU64,
     /// User TSC cycles of all its threads.
     pub busy_cycles: AtomicU64,
+}
+
+impl Process {
+    /// The kernel-memory account this process charges (shared by its job).
+    pub fn account(&self) -> &Arc<Account> {
+        self.space.account()
+    }
+
+    /// Puts `cap` in the lowest free slot, charging the slot.
+    pub fn insert_cap(&self, cap: Cap) -> Result<u32, Error> {
+        self.account().charge(Kind::Heap, budget::CAP_HEAP_BYTES)?;
+        let slot = self.caps.lock().insert(cap);
+        slot.ok_or_else(|| {
+            self.account().uncharge(Kind::Heap, budget::CAP_HEAP_BYTES);
+            Error::NoMemory
+        })
+    }
+
+    /// Empties `slot`, giving its charge back.
+    pub fn remove_cap(&self, slot: u32) -> Result<Cap, Error> {
+        let cap = self.caps.lock().remove(slot)?;
+        self.account().uncharge(Kind::Heap, budget::CAP_HEAP_BYTES);
+        Ok(cap)
+    }
+
+    /// Frees a thread's ring frames and gives their charge back.
+    pub fn free_ring(&self, ring: RingPages) {
+        ring.free();
+        self.account().uncharge(Kind::Frames, abi::ring::RING_BYTES);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.account()
+            .uncharge(Kind::Heap, budget::PROCESS_HEAP_BYTES);
+    }
 }

@@ -7,8 +7,9 @@
 //! page below it. The start-up block is one read-only page. The main
 //! thread gets the first ring.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,7 @@ use crate::arch::TrapFrame;
 use crate::cap::park::ParkTable;
 use crate::cap::table::{Cap, CapTable};
 use crate::mm::addr_space::{AddrSpace, Perm, SpaceError};
+use crate::mm::budget::{self, Account, Kind};
 use crate::mm::frame::{self, Frame};
 use crate::mm::ring_mem::RingPages;
 use crate::sched::thread::{self, Thread};
@@ -44,26 +46,44 @@ impl From<SpaceError> for Error {
     }
 }
 
-/// Starts program `name` with `args` and capabilities `caps` (slots 1..).
-/// The main thread is placed on the least-loaded CPU.
-pub fn spawn(name: &[u8], args: &[&[u8]], caps: Vec<Cap>) -> Result<Arc<Process>, Error> {
+/// Starts program `name` with `args` and capabilities `caps` (slots 1..),
+/// charging `account`, as a child of `parent` (which it dies with). The
+/// main thread is placed on the least-loaded CPU.
+pub fn spawn(
+    name: &[u8],
+    args: &[&[u8]],
+    caps: Vec<Cap>,
+    account: Arc<Account>,
+    parent: Option<&Arc<Process>>,
+) -> Result<Arc<Process>, Error> {
     let img = image::find(name).ok_or(Error::NotFound)?;
     let plan = img.plan.as_ref().map_err(|_| Error::BadImage)?;
-    let space = AddrSpace::new()?;
+    let space = AddrSpace::new(account.clone())?;
     load_segments(&space, img)?;
     space.add_lazy(MAIN_STACK_TOP - MAIN_STACK_SIZE, MAIN_STACK_TOP, Perm::RW);
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
 
+    let slots = caps.len() as u64 + 1;
+    let heap_bytes = budget::PROCESS_HEAP_BYTES + slots * budget::CAP_HEAP_BYTES;
+    account.charge(Kind::Heap, heap_bytes)?;
     let mut table = CapTable::new();
     let mut kinds = Vec::with_capacity(caps.len() + 1);
-    table.insert(Cap::SelfProcess).ok_or(Error::NoMemory)?;
     kinds.push(CapKind::SelfProcess as u32);
+    let mut full = table.insert(Cap::SelfProcess).is_none();
     for c in caps {
         kinds.push(c.kind() as u32);
-        table.insert(c).ok_or(Error::NoMemory)?;
+        full |= table.insert(c).is_none();
     }
     let ring_addr = RING_BASE;
-    write_startup(&space, pid, ring_addr, &kinds, args)?;
+    let started = if full {
+        Err(Error::NoMemory)
+    } else {
+        write_startup(&space, pid, ring_addr, &kinds, args)
+    };
+    if let Err(e) = started {
+        account.uncharge(Kind::Heap, heap_bytes);
+        return Err(e);
+    }
 
     let p = Arc::new(Process {
         pid,
@@ -72,20 +92,37 @@ pub fn spawn(name: &[u8], args: &[&[u8]], caps: Vec<Cap>) -> Result<Arc<Process>
         caps: IrqMutex::new(table),
         park: IrqMutex::new(ParkTable::new()),
         inner: IrqMutex::new(ProcInner {
-            threads: Vec::new(),
+            threads: BTreeMap::new(),
             exiting: None,
             ended: None,
-            waiters: Vec::new(),
+            waiters: BTreeMap::new(),
+            children: BTreeMap::new(),
             next_ring: 1,
             dead_rings: Vec::new(),
         }),
+        parent: parent.map_or_else(Weak::new, Arc::downgrade),
         cpus_ran: AtomicU64::new(0),
         busy_cycles: AtomicU64::new(0),
     });
     let mut frame = TrapFrame::new_user(plan.entry, MAIN_STACK_TOP);
     frame.rdi = STARTUP_ADDR;
     frame.rsi = ring_addr;
-    let t = new_thread(&p, ring_addr, frame, 0)?;
+    let t = match new_thread(&p, ring_addr, frame, 0) {
+        Ok(t) => t,
+        Err(e) => {
+            super::exit::release_caps(&p);
+            return Err(e);
+        }
+    };
+    if let Some(parent) = parent {
+        let mut pi = parent.inner.lock();
+        pi.children.insert(p.pid, Arc::downgrade(&p));
+        if pi.exiting.is_some() {
+            // The parent started ending after the caller looked: its
+            // children die with it, this one too.
+            t.inner.lock().kill = true;
+        }
+    }
     start_thread(t);
     Ok(p)
 }
@@ -97,14 +134,27 @@ pub fn new_thread(
     frame: TrapFrame,
     fs_base: u64,
 ) -> Result<Arc<Thread>, Error> {
-    let ring = RingPages::new().ok_or(Error::NoMemory)?;
+    let account = p.account();
+    account.charge(Kind::Frames, RING_BYTES)?;
+    if let Err(e) = account.charge(Kind::Heap, budget::THREAD_HEAP_BYTES) {
+        account.uncharge(Kind::Frames, RING_BYTES);
+        return Err(e);
+    }
+    // From here the thread's heap charge is given back by Thread's Drop,
+    // or below if no thread is made.
+    let Some(ring) = RingPages::new() else {
+        account.uncharge(Kind::Frames, RING_BYTES);
+        account.uncharge(Kind::Heap, budget::THREAD_HEAP_BYTES);
+        return Err(Error::NoMemory);
+    };
     for (i, f) in ring.frames().iter().enumerate() {
         if let Err(e) = p
             .space
             .map_frame(ring_addr + i as u64 * PAGE_SIZE, *f, Perm::RW, false)
         {
             p.space.unmap_range(ring_addr, ring_addr + RING_BYTES);
-            ring.free();
+            p.free_ring(ring);
+            account.uncharge(Kind::Heap, budget::THREAD_HEAP_BYTES);
             return Err(e.into());
         }
     }
@@ -112,7 +162,8 @@ pub fn new_thread(
         Ok(t) => t,
         Err(ring) => {
             p.space.unmap_range(ring_addr, ring_addr + RING_BYTES);
-            ring.free();
+            p.free_ring(ring);
+            account.uncharge(Kind::Heap, budget::THREAD_HEAP_BYTES);
             return Err(Error::NoMemory);
         }
     };
@@ -123,7 +174,7 @@ pub fn new_thread(
         // kills the threads it found in the list).
         t.inner.lock().kill = true;
     }
-    inner.threads.push(t.clone());
+    inner.threads.insert(t.tid, t.clone());
     drop(inner);
     Ok(t)
 }

@@ -218,18 +218,16 @@ fn arm_timer(me: usize, c: &CpuSched) {
 
 /// Runs this CPU's expired timers.
 pub fn run_expired_timers(me: usize) {
-    for ev in timer::take_expired(me, arch::rdtsc()) {
+    // One event at a time, outside the heap lock; a burst of expiries
+    // answers other CPUs' requests between events.
+    while let Some(ev) = timer::pop_expired(me, arch::rdtsc()) {
         match ev {
             TimerEvent::WaitTimeout { thread, seq } => wait_timeout(thread, seq),
-            TimerEvent::Sleep { thread, user_data } => {
-                crate::cap::ring::post(
-                    thread,
-                    abi::ring::Cqe {
-                        user_data,
-                        ..Default::default()
-                    },
-                );
-            }
+            TimerEvent::Sleep {
+                thread,
+                id,
+                user_data,
+            } => crate::cap::ops::sleep_fired(thread, id, user_data),
             TimerEvent::ParkTimeout {
                 process,
                 addr,
@@ -241,7 +239,9 @@ pub fn run_expired_timers(me: usize) {
                 }
             }
             TimerEvent::Watchdog => crate::init::watchdog_fired(),
+            TimerEvent::Finish => crate::init::finish_now(),
         }
+        crate::smp::answer_requests();
     }
 }
 

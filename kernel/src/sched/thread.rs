@@ -12,13 +12,14 @@
 //! queue lock.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::ring::Cqe;
 
+use super::timer::TimerHandle;
 use crate::arch::fpu::FpuState;
 use crate::arch::TrapFrame;
 use crate::mm::ring_mem::RingPages;
@@ -83,8 +84,6 @@ pub struct ThreadInner {
     pub resume_cap_enter: bool,
     /// Sequence for waits (see [`RunState::Blocked`]).
     pub wait_seq: u64,
-    /// CPU whose timer list holds this wait's timeout, if it has one.
-    pub wait_timer: Option<usize>,
     /// Operations that will complete later, started (`issued`) and
     /// completed (`delivered`); their difference is bounded (back-pressure).
     pub issued: u64,
@@ -103,6 +102,18 @@ pub struct ThreadInner {
     pub joined: bool,
     /// Death bookkeeping done (ring freed, joiner told, process counted).
     pub reaped: bool,
+    /// Everything below is what the thread waits for; its death cancels
+    /// or removes each, so nothing it started outlives it.
+    /// The timeout of its current cap_enter wait.
+    pub wait_timer: Option<TimerHandle>,
+    /// Pending TimerSleeps, by sleep id.
+    pub sleeps: BTreeMap<u64, TimerHandle>,
+    /// Its entries in its process's park table, as (word address, seq).
+    pub parks: BTreeSet<(u64, u64)>,
+    /// Its pending ProcWaits, as token -> the process waited for.
+    pub proc_waits: BTreeMap<u64, alloc::sync::Weak<Process>>,
+    /// Next sleep id.
+    pub next_sleep_id: u64,
 }
 
 /// A thread.
@@ -121,6 +132,16 @@ pub struct Thread {
     pub cpus_ran: AtomicU64,
     /// TSC cycles it spent in user mode.
     pub busy_cycles: AtomicU64,
+}
+
+impl Drop for Thread {
+    fn drop(&mut self) {
+        // Charged by proc::spawn::new_thread before the thread was made.
+        self.process.account().uncharge(
+            crate::mm::budget::Kind::Heap,
+            crate::mm::budget::THREAD_HEAP_BYTES,
+        );
+    }
 }
 
 impl Thread {
@@ -198,7 +219,6 @@ pub fn create(
             kill: false,
             resume_cap_enter: false,
             wait_seq: 0,
-            wait_timer: None,
             issued: 0,
             delivered: 0,
             last_cpu: 0,
@@ -207,6 +227,11 @@ pub fn create(
             handle_open: false,
             joined: false,
             reaped: false,
+            wait_timer: None,
+            sleeps: BTreeMap::new(),
+            parks: BTreeSet::new(),
+            proc_waits: BTreeMap::new(),
+            next_sleep_id: 0,
         }),
         cpus_ran: AtomicU64::new(0),
         busy_cycles: AtomicU64::new(0),

@@ -1,11 +1,23 @@
-//! Per-CPU timer lists: sleeps, cap_enter and park timeouts, the watchdog.
+//! Per-CPU timers: sleeps, cap_enter and park timeouts, the watchdog.
 //!
-//! A timer lives on the CPU that armed it; that CPU keeps its one-shot
-//! timer programmed for the earliest deadline (and is otherwise tickless).
-//! Expiry runs in the timer interrupt, outside the list lock.
+//! A timer lives on the CPU that armed it, in that CPU's
+//! [`klib::timer_heap::TimerHeap`]: adding, cancelling and taking the
+//! earliest are O(log n), so no path scans a list a program can grow
+//! (issue 11, defect 3). Adding returns a [`TimerHandle`]; whoever owns
+//! the wait (a thread's sleep set, a park entry, a cap_enter wait) keeps
+//! it and cancels the timer when the wait ends early or its thread dies,
+//! so no timer outlives what it was for. A stale handle cancels nothing.
+//!
+//! The CPU keeps its one-shot timer programmed for the earliest deadline
+//! (and is otherwise tickless). Expiry runs in the timer interrupt, one
+//! event at a time, outside the heap lock.
+//!
+//! Lock order: a thread's lock (or a park table's) may be held while
+//! adding or cancelling; the heap lock is innermost.
 
 use alloc::sync::Weak;
-use alloc::vec::Vec;
+
+use klib::timer_heap::{TimerHeap, TimerKey};
 
 use super::thread::ThreadRef;
 use crate::proc::Process;
@@ -17,8 +29,12 @@ use crate::sync::IrqMutex;
 pub enum TimerEvent {
     /// End a cap_enter wait (if it is still wait `seq`).
     WaitTimeout { thread: ThreadRef, seq: u64 },
-    /// Complete a TimerSleep.
-    Sleep { thread: ThreadRef, user_data: u64 },
+    /// Complete a TimerSleep (`id` names it in the thread's sleep set).
+    Sleep {
+        thread: ThreadRef,
+        id: u64,
+        user_data: u64,
+    },
     /// End a park (if still parked with `seq`).
     ParkTimeout {
         process: Weak<Process>,
@@ -28,47 +44,47 @@ pub enum TimerEvent {
     },
     /// The scenario watchdog.
     Watchdog,
+    /// Every program ended: print the verdict.
+    Finish,
 }
 
-struct Timer {
-    deadline_tsc: u64,
-    event: TimerEvent,
+/// Names one pending timer: the CPU whose heap holds it and its key there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimerHandle {
+    cpu: usize,
+    key: TimerKey,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const NEW: IrqMutex<Vec<Timer>> = IrqMutex::new(Vec::new());
-static TIMERS: [IrqMutex<Vec<Timer>>; MAX_CPUS] = [NEW; MAX_CPUS];
+const NEW: IrqMutex<TimerHeap<TimerEvent>> = IrqMutex::new(TimerHeap::new());
+static TIMERS: [IrqMutex<TimerHeap<TimerEvent>>; MAX_CPUS] = [NEW; MAX_CPUS];
 
 /// Adds a timer on this CPU.
-pub fn add(deadline_tsc: u64, event: TimerEvent) {
-    TIMERS[crate::arch::cpu_id()].lock().push(Timer {
-        deadline_tsc,
-        event,
-    });
+pub fn add(deadline_tsc: u64, event: TimerEvent) -> TimerHandle {
+    let cpu = crate::arch::cpu_id();
+    let key = TIMERS[cpu]
+        .lock()
+        .insert(deadline_tsc, event)
+        .expect("timer slab full: timers are bounded by budgets");
+    TimerHandle { cpu, key }
 }
 
-/// Removes the timers on `cpu` that `pred` selects (a wait or park that
-/// ended early), so finished waits leave nothing behind.
-pub fn cancel(cpu: usize, pred: impl Fn(&TimerEvent) -> bool) {
-    TIMERS[cpu].lock().retain(|t| !pred(&t.event));
+/// Cancels a timer; false if it already fired or was cancelled.
+pub fn cancel(h: TimerHandle) -> bool {
+    TIMERS[h.cpu].lock().cancel(h.key).is_some()
 }
 
 /// The earliest deadline on `cpu`, if any.
 pub fn earliest(cpu: usize) -> Option<u64> {
-    TIMERS[cpu].lock().iter().map(|t| t.deadline_tsc).min()
+    TIMERS[cpu].lock().earliest()
 }
 
-/// Removes and returns the events on `cpu` due at `now_tsc`.
-pub fn take_expired(cpu: usize, now_tsc: u64) -> Vec<TimerEvent> {
-    let mut list = TIMERS[cpu].lock();
-    let mut due = Vec::new();
-    let mut i = 0;
-    while i < list.len() {
-        if list[i].deadline_tsc <= now_tsc {
-            due.push(list.swap_remove(i).event);
-        } else {
-            i += 1;
-        }
-    }
-    due
+/// Removes and returns one event on `cpu` due at `now_tsc`.
+pub fn pop_expired(cpu: usize, now_tsc: u64) -> Option<TimerEvent> {
+    TIMERS[cpu].lock().pop_due(now_tsc).map(|(_, ev)| ev)
+}
+
+/// Timers pending on `cpu` (for the end-of-scenario memory check).
+pub fn pending(cpu: usize) -> usize {
+    TIMERS[cpu].lock().len()
 }

@@ -5,11 +5,11 @@ use alloc::vec::Vec;
 
 use abi::error::Error;
 use abi::op::CONSOLE_WRITE_MAX;
-use abi::ring::Sqe;
+use abi::ring::{Cqe, Sqe};
 
 use super::{done, Outcome};
 use crate::mm::user;
-use crate::sched::thread::Thread;
+use crate::sched::thread::{Thread, ThreadRef};
 use crate::sched::timer::{self, TimerEvent};
 
 /// ConsoleWrite(ptr, len): copies the bytes in and writes them as one unit.
@@ -29,17 +29,36 @@ pub fn timer_now(sqe: &Sqe) -> Result<Outcome, Error> {
     Ok(done(sqe, 0, crate::time::now_ns(), crate::time::tsc_hz()))
 }
 
-/// TimerSleep(ns): completes after the delay.
+/// TimerSleep(ns): completes after the delay. The sleep's timer is
+/// recorded in the thread's sleep set (under its lock), so the thread's
+/// death cancels it; a sleep of `u64::MAX` ns holds nothing after that.
 pub fn timer_sleep(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let deadline = crate::arch::rdtsc().saturating_add(crate::time::ns_to_tsc(sqe.args[0]));
-    timer::add(
+    let mut ti = t.inner.lock();
+    let id = ti.next_sleep_id;
+    ti.next_sleep_id += 1;
+    let h = timer::add(
         deadline,
         TimerEvent::Sleep {
             thread: t.tref,
+            id,
             user_data: sqe.user_data,
         },
     );
+    ti.sleeps.insert(id, h);
     Ok(Outcome::Later)
+}
+
+/// A sleep's timer fired: complete it if the thread still waits for it.
+pub fn sleep_fired(thread: ThreadRef, id: u64, user_data: u64) {
+    crate::cap::ring::post_if(
+        thread,
+        Cqe {
+            user_data,
+            ..Default::default()
+        },
+        |ti| ti.sleeps.remove(&id).is_some(),
+    );
 }
 
 /// StatsBusy(buf, n): each CPU's user-busy cycles.

@@ -81,13 +81,18 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
     r.unwrap_or_else(|e| fail(sqe, e))
 }
 
+/// A TimerSleep's timer fired.
+pub fn sleep_fired(thread: crate::sched::thread::ThreadRef, id: u64, user_data: u64) {
+    io::sleep_fired(thread, id, user_data);
+}
+
 /// A thread handle went away (CapClose or its process ended).
 pub fn thread_handle_closed(r: crate::sched::thread::ThreadRef) {
     thread::handle_closed(r);
 }
 
 fn close(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
-    let cap = t.process.caps.lock().remove(sqe.cap)?;
+    let cap = t.process.remove_cap(sqe.cap)?;
     if let Cap::Thread(r) = cap {
         thread::handle_closed(r);
     }

@@ -2,7 +2,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::error::Error;
 use abi::op::{ExitKind, SpawnArgs, UserStr, SPAWN_MAX_ARGS, SPAWN_MAX_CAPS, SPAWN_MAX_STR};
@@ -48,13 +48,14 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
         }
     }
     let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    let child = crate::proc::spawn::spawn(&name, &argv, caps)?;
+    // The child shares its parent's account and dies with it.
+    let account = t.process.account().clone();
+    let child = crate::proc::spawn::spawn(&name, &argv, caps, account, Some(&t.process))?;
     let pid = child.pid;
     let keep = Arc::clone(&child);
-    let slot = t.process.caps.lock().insert(Cap::Process(child));
-    match slot {
-        Some(s) => Ok(done(sqe, i64::from(s), pid, 0)),
-        None => {
+    match t.process.insert_cap(Cap::Process(child)) {
+        Ok(s) => Ok(done(sqe, i64::from(s), pid, 0)),
+        Err(_) => {
             // Nobody could wait for or kill it: end it rather than orphan it.
             exit_process(
                 &keep,
@@ -68,6 +69,9 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     }
 }
 
+/// Names each ProcWait (0 is init's).
+static NEXT_WAIT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
 /// ProcWait: completes when the process has ended and is reclaimed.
 pub fn wait(t: &Arc<Thread>, sqe: &Sqe, p: &Arc<Process>) -> Result<Outcome, Error> {
     add_waiter(
@@ -75,6 +79,7 @@ pub fn wait(t: &Arc<Thread>, sqe: &Sqe, p: &Arc<Process>) -> Result<Outcome, Err
         Waiter::Thread {
             thread: t.tref,
             user_data: sqe.user_data,
+            token: NEXT_WAIT_TOKEN.fetch_add(1, Ordering::Relaxed),
         },
     );
     Ok(Outcome::Later)

@@ -35,8 +35,7 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     frame.rsi = ring_addr;
     let child = crate::proc::spawn::new_thread(p, ring_addr, frame, tls)?;
     child.inner.lock().handle_open = true;
-    let slot = p.caps.lock().insert(Cap::Thread(child.tref));
-    let Some(slot) = slot else {
+    let Ok(slot) = p.insert_cap(Cap::Thread(child.tref)) else {
         child.inner.lock().handle_open = false;
         child.inner.lock().kill = true;
         crate::proc::spawn::start_thread(child);
@@ -47,8 +46,12 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     Ok(done(sqe, i64::from(slot), tid, 0))
 }
 
-/// ThreadJoin: completes with the exit value once the thread ended.
+/// ThreadJoin: completes with the exit value once the thread ended. A
+/// thread cannot join itself (it would wait forever): Invalid.
 pub fn join(t: &Arc<Thread>, sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> {
+    if r == t.tref {
+        return Err(Error::Invalid);
+    }
     let target = thread::lookup(r).ok_or(Error::Stale)?;
     let mut ti = target.inner.lock();
     if ti.joined {
