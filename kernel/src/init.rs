@@ -232,10 +232,23 @@ pub fn finish_now() {
 
 /// Leaves this CPU's user address space if no thread runs here (a cross-CPU
 /// call from [`finish`], so the last spaces' roots come back).
+/// It may be answered inside another lock holder's wait, so it only tries
+/// the locks it needs (a CPU busy there has no idle space to give back).
 fn release_cpu_space(_: u64) {
     let me = arch::cpu_id();
-    if crate::sched::cpu::cpu(me).current.lock().is_none() {
-        crate::sched::switch::drop_space(me);
+    let c = crate::sched::cpu::cpu(me);
+    let Some(current) = c.current.try_lock() else {
+        return;
+    };
+    if current.is_some() {
+        return;
+    }
+    let Some(mut space) = c.space.try_lock() else {
+        return;
+    };
+    if let Some(old) = space.take() {
+        crate::mm::kernel_space::activate_on_this_cpu();
+        old.mark_inactive(me);
     }
 }
 
@@ -248,14 +261,20 @@ fn memstat() -> bool {
         (s.start_free_frames, s.start_heap_used, s.running.is_none())
     };
     let free = mm::frame::free_frames();
+    let charged = mm::budget::heap_pool_used();
+    let timers: usize = (0..crate::smp::MAX_CPUS)
+        .map(crate::sched::timer::pending)
+        .sum();
     kprintln!(
-        "MEMSTAT free_frames={} start_free_frames={} heap_used={} start_heap_used={}",
+        "MEMSTAT free_frames={} start_free_frames={} heap_used={} start_heap_used={} charged_heap={} timers={}",
         free,
         start_free,
         mm::heap::used_bytes(),
-        start_heap
+        start_heap,
+        charged,
+        timers
     );
-    !all_ended || free == start_free
+    !all_ended || (free == start_free && charged == 0)
 }
 
 /// Prints the counters and the verdict, and powers off.

@@ -364,6 +364,13 @@ impl AddrSpace {
     /// Frees the whole user half. No thread of the process may run any
     /// more; CPUs that still have the space loaded are shot down first.
     pub fn teardown(&self) {
+        self.teardown_with(true);
+    }
+
+    /// [`Self::teardown`]; with `poll`, answers other CPUs' requests while
+    /// freeing (only when the caller holds no lock: not from `drop`, which
+    /// may run wherever the last reference goes).
+    fn teardown_with(&self, poll: bool) {
         {
             let mut inner = self.inner.lock();
             if inner.dead {
@@ -382,7 +389,7 @@ impl AddrSpace {
         }
         let detached = paging::detach_user_half(self.root);
         crate::smp::shootdown(self.active_mask(), &[]);
-        let tables = paging::free_detached(&detached);
+        let tables = paging::free_detached(&detached, poll);
         self.tables_freed(tables);
         // The PML4 itself goes back now if no CPU has it loaded (the usual
         // case: the exiting CPU left it first), else when the last
@@ -400,7 +407,7 @@ impl AddrSpace {
 
 impl Drop for AddrSpace {
     fn drop(&mut self) {
-        self.teardown();
+        self.teardown_with(false);
         if !self.root_freed.swap(true, Ordering::SeqCst) {
             self.free_root();
         }

@@ -139,8 +139,9 @@ impl UnmapBatch {
     }
 
     /// Frees what the batch holds: owned leaf frames and detached subtrees.
-    /// Only after every CPU that used the tree flushed its TLB. Returns the
-    /// number of page-table frames freed.
+    /// Only after every CPU that used the tree flushed its TLB, and with no
+    /// lock held (it answers other CPUs' requests between page tables).
+    /// Returns the number of page-table frames freed.
     pub fn free(&mut self) -> u64 {
         for &(_, e) in &self.leaves[..self.nleaves] {
             if e & flags::OWNED != 0 {
@@ -149,7 +150,7 @@ impl UnmapBatch {
         }
         let mut tables = 0;
         for &(t, level) in &self.tables[..self.ntables] {
-            tables += free_subtree(t, level);
+            tables += free_subtree(t, level, true);
         }
         self.nleaves = 0;
         self.ntables = 0;
@@ -338,17 +339,18 @@ pub fn detach_user_half(root: Frame) -> alloc::vec::Vec<u64> {
 }
 
 /// Frees detached user subtrees: every owned leaf frame and every table.
-/// Returns the number of page-table frames freed.
-pub fn free_detached(pdpts: &[u64]) -> u64 {
-    pdpts.iter().map(|t| free_subtree(*t, 2)).sum()
+/// Returns the number of page-table frames freed. With `poll`, answers
+/// other CPUs' requests as it goes (the caller holds no lock).
+pub fn free_detached(pdpts: &[u64], poll: bool) -> u64 {
+    pdpts.iter().map(|t| free_subtree(*t, 2, poll)).sum()
 }
 
 /// Frees the subtree rooted at table `t` of `level` (0 = a page table):
-/// its owned leaf frames and its tables. Answers other CPUs' requests
-/// after each page table, so freeing a huge tree never keeps a shootdown
-/// waiting (issue 11: bounded work with interrupts off). Returns the
-/// number of tables freed.
-fn free_subtree(t: u64, level: u32) -> u64 {
+/// its owned leaf frames and its tables. With `poll`, answers other CPUs'
+/// requests after each page table, so freeing a huge tree never keeps a
+/// shootdown waiting (issue 11: bounded work with interrupts off); only a
+/// caller that holds no lock may poll. Returns the number of tables freed.
+fn free_subtree(t: u64, level: u32, poll: bool) -> u64 {
     let mut tables = 1;
     for i in 0..512 {
         // SAFETY: `t` is a user-half table of a tree no CPU uses any more.
@@ -361,11 +363,11 @@ fn free_subtree(t: u64, level: u32) -> u64 {
                 frame::free(Frame::from_phys(e & ADDR_MASK));
             }
         } else if e & flags::HUGE == 0 {
-            tables += free_subtree(e & ADDR_MASK, level - 1);
+            tables += free_subtree(e & ADDR_MASK, level - 1, poll);
         }
     }
     frame::free(Frame::from_phys(t));
-    if level == 0 {
+    if poll && level == 0 {
         crate::smp::answer_requests();
     }
     tables

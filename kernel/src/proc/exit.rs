@@ -48,6 +48,7 @@ pub fn exit_process(p: &Arc<Process>, status: ExitStatus) {
         };
         for t in threads {
             kill_thread(&t, me);
+            crate::smp::answer_requests();
         }
         work.extend(children.into_iter().map(|c| (c, killed)));
         crate::smp::answer_requests();
@@ -115,6 +116,7 @@ pub fn thread_died(t: &Arc<Thread>) {
         if let Some(target) = target.upgrade() {
             target.inner.lock().waiters.remove(&token);
         }
+        crate::smp::answer_requests();
     }
     if let Some(ring) = ring {
         let mut inner = p.inner.lock();
@@ -192,6 +194,7 @@ fn finalize(p: &Arc<Process>) {
     let rings = core::mem::take(&mut p.inner.lock().dead_rings);
     for r in rings {
         p.free_ring(r);
+        crate::smp::answer_requests();
     }
     // Close every handle outside the table lock.
     release_caps(p);
@@ -208,6 +211,7 @@ fn finalize(p: &Arc<Process>) {
     }
     for w in waiters.into_values() {
         notify(p, w, status);
+        crate::smp::answer_requests();
     }
 }
 

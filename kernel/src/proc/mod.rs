@@ -131,3 +131,13 @@ impl Drop for Process {
             .uncharge(Kind::Heap, budget::PROCESS_HEAP_BYTES);
     }
 }
+
+// The heap charge of a process covers its record (in its Arc) and its
+// address space's; capability slots and regions are charged one by one.
+const _: () = assert!(
+    core::mem::size_of::<Process>()
+        + core::mem::size_of::<AddrSpace>()
+        + 4 * core::mem::size_of::<usize>()
+        + 256
+        <= budget::PROCESS_HEAP_BYTES as usize
+);
