@@ -71,6 +71,12 @@ pub enum Op {
     /// self: set the calling thread's FS base (its TLS pointer) to `args[0]`,
     /// which must be a canonical user address. result 0.
     SetTls = 20,
+    /// self: result 0, value0 = kernel-memory bytes currently charged to
+    /// the caller's budget account (threads, rings, page tables, timers,
+    /// queued completions, waiter and park entries, capability slots),
+    /// value1 = the account's budget in bytes. A program and every process
+    /// it spawns share one account.
+    KernelMem = 21,
 }
 
 /// Largest single console write.
@@ -86,7 +92,7 @@ impl Op {
     /// Decodes a raw opcode.
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
-        const ALL: [Op; 21] = [
+        const ALL: [Op; 22] = [
             Nop,
             ConsoleWrite,
             TimerNow,
@@ -108,6 +114,7 @@ impl Op {
             MemUnmap,
             MemStats,
             SetTls,
+            KernelMem,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -191,10 +198,10 @@ mod tests {
 
     #[test]
     fn opcodes_round_trip() {
-        for raw in 0..=20 {
+        for raw in 0..=21 {
             assert_eq!(Op::from_raw(raw).map(|o| o as u32), Some(raw));
         }
-        assert_eq!(Op::from_raw(21), None);
+        assert_eq!(Op::from_raw(22), None);
         assert_eq!(Op::from_raw(u32::MAX), None);
     }
 }

@@ -274,6 +274,12 @@ pub fn mem_stats() -> Result<(u64, u64), Error> {
     call_ok(Op::MemStats, SELF_SLOT, &[]).map(|c| (c.value0, c.value1))
 }
 
+/// Op::KernelMem: (kernel-memory bytes charged to the caller's account,
+/// the account's budget in bytes).
+pub fn kernel_mem() -> Result<(u64, u64), Error> {
+    call_ok(Op::KernelMem, SELF_SLOT, &[]).map(|c| (c.value0, c.value1))
+}
+
 /// Op::SetTls: sets the calling thread's FS base. rt relies on FS pointing
 /// at its TLS block; only use this with a block laid out as [`Tls`].
 pub fn set_tls(addr: u64) -> Result<(), Error> {

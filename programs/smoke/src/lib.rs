@@ -14,6 +14,8 @@ use rt::{println, Args, Error};
 
 pub use rt;
 
+pub mod hostile;
+
 /// Why a smoke failed (a short formatted text).
 pub struct Fail(pub LineBuf<100>);
 
