@@ -1,6 +1,7 @@
 //! `cap_enter(min_complete, timeout_ns)`: the one system call.
 //!
-//! 1. Read the SQ tail once: this call consumes at most the submissions
+//! 1. Move overflowed completions into the CQ room the user made. Read
+//!    the SQ tail once: this call consumes at most the submissions
 //!    that were there when it started, never more than `SQ_ENTRIES`, so a
 //!    sibling that keeps appending cannot hold the CPU in ring 0.
 //! 2. Consume them in order. Each SQE is copied out of shared memory before
@@ -116,7 +117,10 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     let min = frame.rdi.min(u64::from(CQ_ENTRIES)) as u32;
     let timeout_ns = frame.rsi;
     let new = {
-        let ti = t.inner.lock();
+        let mut ti = t.inner.lock();
+        // Room the user made in its CQ goes to overflowed completions
+        // first, whether or not anything new was submitted.
+        ring::flush_overflow(&mut ti);
         match &ti.ring {
             None => Some(0),
             Some(r) => abi::ring::pending(ti.sq_head, r.sq_tail(), SQ_ENTRIES),
@@ -135,6 +139,7 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     }
     let me = crate::arch::cpu_id();
     let mut ti = t.inner.lock();
+    ring::flush_overflow(&mut ti);
     let ready = ring::cq_ready(&ti);
     if ring::available(&ti) >= min as usize || timeout_ns == 0 || ti.kill {
         frame.rax = u64::from(ready);

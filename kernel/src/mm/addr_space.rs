@@ -60,6 +60,10 @@ struct Lazy {
     start: u64,
     end: u64,
     perm: Perm,
+    /// Page tables charged in advance for this region (MemMap) and not yet
+    /// created: a fault inside the region creates its tables from this
+    /// reservation, so touching mapped memory never fails on the budget.
+    reserve_left: u64,
 }
 
 /// Why a user-memory operation failed.
@@ -127,19 +131,31 @@ impl AddrSpace {
         &self.account
     }
 
-    /// Maps one page, charging the page tables it creates; the space lock
-    /// is held by the caller.
-    fn map_charged(&self, va: u64, phys: u64, bits: u64) -> Result<(), SpaceError> {
-        let most = paging::MAX_NEW_TABLES * budget::FRAME_BYTES;
+    /// Maps one page, charging the page tables it creates, first from
+    /// `reserve` (a region's advance charge, decremented), then from the
+    /// account; the space lock is held by the caller.
+    fn map_charged(
+        &self,
+        va: u64,
+        phys: u64,
+        bits: u64,
+        reserve: &mut u64,
+    ) -> Result<(), SpaceError> {
+        let prepaid = (*reserve).min(paging::MAX_NEW_TABLES);
+        let extra = paging::MAX_NEW_TABLES - prepaid;
         self.account
-            .charge(Kind::Frames, most)
+            .charge(Kind::Frames, extra * budget::FRAME_BYTES)
             .map_err(|_| SpaceError::NoMemory)?;
         let r = paging::map_4k(self.root, va, phys, bits);
         let created = *r.as_ref().unwrap_or(&0);
+        let from_reserve = created.min(prepaid);
+        *reserve -= from_reserve;
         self.tables.fetch_add(created, Ordering::Relaxed);
+        // Charged for this page: `extra` now plus `from_reserve` earlier;
+        // owed: `created`.
         self.account.uncharge(
             Kind::Frames,
-            (paging::MAX_NEW_TABLES - created) * budget::FRAME_BYTES,
+            (extra + from_reserve - created) * budget::FRAME_BYTES,
         );
         r.map(|_| ()).map_err(|e| match e {
             paging::MapError::NoMemory => SpaceError::NoMemory,
@@ -196,16 +212,21 @@ impl AddrSpace {
             return Err(SpaceError::BadAddress);
         }
         let bits = perm.bits() | if owned { flags::OWNED } else { 0 };
-        self.map_charged(va, f.phys(), bits)
+        self.map_charged(va, f.phys(), bits, &mut 0)
     }
 
     /// Reserves `[start, end)` as demand-zero memory (the main stack; not
     /// charged: every process has exactly one).
     pub fn add_lazy(&self, start: u64, end: u64, perm: Perm) {
-        self.inner
-            .lock()
-            .lazy
-            .insert(start, Lazy { start, end, perm });
+        self.inner.lock().lazy.insert(
+            start,
+            Lazy {
+                start,
+                end,
+                perm,
+                reserve_left: 0,
+            },
+        );
     }
 
     /// Reserves `len` bytes (page-rounded) in the anonymous area, demand-zero
@@ -227,9 +248,19 @@ impl AddrSpace {
         if end + PAGE_SIZE > abi::layout::ANON_END {
             return Err(SpaceError::NoMemory);
         }
+        let reserve = worst_case_tables(start, end);
         self.account
-            .charge(Kind::Heap, budget::REGION_HEAP_BYTES)
+            .charge(Kind::Frames, reserve * budget::FRAME_BYTES)
             .map_err(|_| SpaceError::NoMemory)?;
+        if self
+            .account
+            .charge(Kind::Heap, budget::REGION_HEAP_BYTES)
+            .is_err()
+        {
+            self.account
+                .uncharge(Kind::Frames, reserve * budget::FRAME_BYTES);
+            return Err(SpaceError::NoMemory);
+        }
         inner.anon_next = end + PAGE_SIZE;
         inner.lazy.insert(
             start,
@@ -237,6 +268,7 @@ impl AddrSpace {
                 start,
                 end,
                 perm: Perm::RW,
+                reserve_left: reserve,
             },
         );
         Ok(start)
@@ -262,7 +294,10 @@ impl AddrSpace {
             if !found {
                 return Err(SpaceError::BadAddress);
             }
-            inner.lazy.remove(&start);
+            let region = inner.lazy.remove(&start);
+            let left = region.map_or(0, |l| l.reserve_left);
+            self.account
+                .uncharge(Kind::Frames, left * budget::FRAME_BYTES);
         }
         self.account.uncharge(Kind::Heap, budget::REGION_HEAP_BYTES);
         self.unmap_range(start, end);
@@ -308,11 +343,11 @@ impl AddrSpace {
     /// Resolves a user fault at `va`: maps a zeroed page if `va` lies in a
     /// demand-zero region that allows the access. Returns whether it did.
     pub fn handle_fault(&self, va: u64, write: bool) -> bool {
-        let inner = self.inner.lock();
-        self.populate_locked(&inner, va, write).is_ok()
+        let mut inner = self.inner.lock();
+        self.populate_locked(&mut inner, va, write).is_ok()
     }
 
-    fn populate_locked(&self, inner: &Inner, va: u64, write: bool) -> Result<u64, SpaceError> {
+    fn populate_locked(&self, inner: &mut Inner, va: u64, write: bool) -> Result<u64, SpaceError> {
         if inner.dead || va >= USER_END {
             return Err(SpaceError::BadAddress);
         }
@@ -327,9 +362,9 @@ impl AddrSpace {
         }
         let region = inner
             .lazy
-            .range(..=page)
+            .range_mut(..=page)
             .next_back()
-            .map(|(_, l)| *l)
+            .map(|(_, l)| l)
             .filter(|l| page < l.end)
             .ok_or(SpaceError::BadAddress)?;
         if write && !region.perm.write {
@@ -337,8 +372,9 @@ impl AddrSpace {
         }
         let f = frame::alloc().ok_or(SpaceError::NoMemory)?;
         crate::arch::zero_page(f.virt());
+        let bits = region.perm.bits() | flags::OWNED;
         if self
-            .map_charged(page, f.phys(), region.perm.bits() | flags::OWNED)
+            .map_charged(page, f.phys(), bits, &mut region.reserve_left)
             .is_err()
         {
             frame::free(f);
@@ -356,8 +392,8 @@ impl AddrSpace {
         write: bool,
         f: impl FnOnce(u64) -> R,
     ) -> Result<R, SpaceError> {
-        let inner = self.inner.lock();
-        let page_phys = self.populate_locked(&inner, va, write)?;
+        let mut inner = self.inner.lock();
+        let page_phys = self.populate_locked(&mut inner, va, write)?;
         Ok(f((page_phys & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1))))
     }
 
@@ -377,15 +413,19 @@ impl AddrSpace {
                 return;
             }
             inner.dead = true;
-            // The main stack region is not charged; every MemMap region is.
+            // The main stack region is not charged; every MemMap region is,
+            // with its unused page-table reservation.
             let charged = inner
                 .lazy
                 .values()
                 .filter(|l| l.start < abi::layout::ANON_END)
                 .count() as u64;
+            let reserved: u64 = inner.lazy.values().map(|l| l.reserve_left).sum();
             inner.lazy.clear();
             self.account
                 .uncharge(Kind::Heap, charged * budget::REGION_HEAP_BYTES);
+            self.account
+                .uncharge(Kind::Frames, reserved * budget::FRAME_BYTES);
         }
         let detached = paging::detach_user_half(self.root);
         crate::smp::shootdown(self.active_mask(), &[]);
@@ -412,6 +452,15 @@ impl Drop for AddrSpace {
             self.free_root();
         }
     }
+}
+
+/// The most page tables (PT, PD, PDPT) that mapping every page of
+/// `[start, end)` can create: every table whose span meets the range.
+fn worst_case_tables(start: u64, end: u64) -> u64 {
+    [21u32, 30, 39]
+        .iter()
+        .map(|&shift| ((end - 1) >> shift) - (start >> shift) + 1)
+        .sum()
 }
 
 fn check_user_page(va: u64) -> Result<(), SpaceError> {

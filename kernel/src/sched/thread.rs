@@ -264,7 +264,8 @@ pub fn unregister(r: ThreadRef) {
 // The heap charge of a thread covers its record (in its Arc), its FPU
 // area and its registry slot; see mm::budget.
 const _: () = assert!(
-    core::mem::size_of::<Thread>() + 2 * core::mem::size_of::<usize>()
+    core::mem::size_of::<Thread>()
+        + 2 * core::mem::size_of::<usize>()
         + core::mem::size_of::<FpuState>()
         + core::mem::size_of::<Slot>()
         + 64

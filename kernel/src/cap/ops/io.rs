@@ -90,3 +90,10 @@ pub fn sys_info(sqe: &Sqe) -> Result<Outcome, Error> {
 pub fn mem_stats(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     Ok(done(sqe, 0, crate::mm::frame::free_frames(), t.process.pid))
 }
+
+/// KernelMem: bytes charged to the caller's budget account now, and its
+/// limit (the account is shared by the caller's whole job).
+pub fn kernel_mem(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
+    let a = t.process.account();
+    Ok(done(sqe, 0, a.used(), a.limit()))
+}

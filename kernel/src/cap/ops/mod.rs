@@ -61,6 +61,7 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
         (Op::StatsBusy, Cap::Stats) => io::stats_busy(t, sqe),
         (Op::SysInfo, Cap::SelfProcess) => io::sys_info(sqe),
         (Op::MemStats, Cap::SelfProcess) => io::mem_stats(t, sqe),
+        (Op::KernelMem, Cap::SelfProcess) => io::kernel_mem(t, sqe),
         (Op::Spawn, Cap::Spawner) => process::spawn(t, sqe),
         (Op::ProcWait, Cap::Process(p)) => process::wait(t, sqe, p),
         (Op::ProcKill, Cap::Process(p)) => process::kill(sqe, p),
