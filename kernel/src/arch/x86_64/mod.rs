@@ -27,6 +27,7 @@ pub use entry::TrapFrame;
 pub use percpu::cpu_id;
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Size of each CPU's kernel stack (TSS.RSP0 and the syscall stack).
 pub const KERNEL_STACK_BYTES: usize = 64 * 1024;
@@ -34,7 +35,8 @@ pub const KERNEL_STACK_BYTES: usize = 64 * 1024;
 /// Sets up this CPU's descriptor tables, per-CPU block, syscall MSRs and
 /// control-register features. Returns the top of its kernel stack.
 pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
-    cpu::enable_features();
+    let hard = cpu::enable_features();
+    report_hardening(cpu_id, hard);
     let stack: &'static mut [u8] =
         Box::leak(alloc::vec![0u8; KERNEL_STACK_BYTES].into_boxed_slice());
     let top = (stack.as_ptr() as u64 + KERNEL_STACK_BYTES as u64) & !15;
@@ -50,6 +52,33 @@ pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
     percpu::install(block);
     syscall::init_cpu();
     top
+}
+
+/// Set once a CPU without UMIP has been reported (the log says it once).
+static UMIP_GAP_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Boot-log lines about CPU hardening: the boot CPU's summary, and once
+/// for the whole machine a CPU that could not turn UMIP on.
+fn report_hardening(cpu_id: usize, h: cpu::Hardening) {
+    if cpu_id == 0 {
+        kprintln!(
+            "arch: cpu hardening: x87 errors as #MF (CR0.NE) {}, UMIP {}, SMEP {}, #DB/#MC/#DF/NMI on IST stacks",
+            if cpu::x87_errors_native() { "on" } else { "OFF" },
+            if h.umip { "on" } else { "off" },
+            if h.smep { "on" } else { "off" },
+        );
+    }
+    if !h.umip && !UMIP_GAP_REPORTED.swap(true, Ordering::Relaxed) {
+        if h.umip_advertised {
+            kprintln!(
+                "arch: CPU {cpu_id}: CR4.UMIP did not stick; sgdt/sidt/sldt/str/smsw stay usable from user mode"
+            );
+        } else {
+            kprintln!(
+                "arch: CPU {cpu_id} has no UMIP (CPUID.7.0:ECX[2] clear); sgdt/sidt/sldt/str/smsw stay usable from user mode"
+            );
+        }
+    }
 }
 
 /// This thread's FS base (user TLS pointer).
