@@ -260,6 +260,35 @@ pub fn enable_features() -> Hardening {
     }
 }
 
+/// Whether we run under KVM (CPUID hypervisor leaf signature "KVMKVMKVM").
+/// Under our KVM (PVM) guest ring 0 is emulated and some instructions stop
+/// the VM, so boot-time self-checks that trap in ring 0 skip it.
+pub fn under_kvm() -> bool {
+    if cpuid(1, 0)[2] & (1 << 31) == 0 {
+        return false;
+    }
+    let r = cpuid(0x4000_0000, 0);
+    r[1] == u32::from_le_bytes(*b"KVMK") && r[2] == u32::from_le_bytes(*b"VMKV")
+}
+
+/// Sets RFLAGS.TF and executes one `nop`: a single-step #DB in kernel mode,
+/// which trap.rs must drop (clearing TF). A boot self-check of that path.
+pub fn single_step_once() {
+    // SAFETY: TF only makes the CPU raise #DB after the next instruction;
+    // the #DB handler runs on its IST stack and clears TF in the frame it
+    // returns through, so execution continues after the nop with TF clear.
+    unsafe {
+        asm!(
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            "nop",
+            "nop",
+            options(nomem)
+        );
+    }
+}
+
 /// Whether CR0.NE is set on this CPU (x87 errors raise #MF).
 pub fn x87_errors_native() -> bool {
     read_cr0() & CR0_NE != 0

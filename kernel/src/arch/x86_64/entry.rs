@@ -228,38 +228,45 @@ trap_stubs:
     .set vec, vec + 1
     .endr
 
-    /* NMIs can arrive anywhere, even between `syscall` and the stub's
-     * swapgs (and between trap_return's swapgs and its iretq), so CS does
-     * not tell which GS is live. #DB/#DF/#MC from kernel mode come here
-     * too (trap_ist). Ask the CPU instead:
-     * a kernel GS base is a higher-half address (bit 63 set). rbx (callee-
-     * saved) remembers whether to swap back. */
+    /* NMIs can arrive anywhere: in user mode, in the kernel, between
+     * `syscall` and the stub's swapgs, or between trap_return's swapgs and
+     * its iretq. So neither CS nor the sign of GS_BASE says which GS is
+     * live: under our KVM user code can even set GS_BASE to a kernel-half
+     * value with wrgsbase (mod.rs, set_fs_base). Instead, like Linux's
+     * paranoid entry with FSGSBASE, save GS_BASE, load this CPU's block
+     * (stored by gdt::init_cpu in the word right above the hardware frame
+     * on every IST stack: [rsp + 56] before PUSH_GPRS), run the handler,
+     * and put the saved value back. KERNEL_GS_BASE is never touched.
+     * rbx (callee-saved) keeps the saved value across the call. #DB/#DF/
+     * #MC from kernel mode come here too (trap_ist). */
 trap_paranoid:
     PUSH_GPRS
     mov ecx, 0xc0000101              /* IA32_GS_BASE */
     rdmsr
-    xor ebx, ebx
-    test edx, edx
-    js 3f
-    swapgs
-    mov ebx, 1
-3:
+    shl rdx, 32
+    or rax, rdx
+    mov rbx, rax
+    mov rax, [rsp + 15 * 8 + 56]
+    mov rdx, rax
+    shr rdx, 32
+    wrmsr
     mov rdi, rsp
     cld
     call {trap_dispatch}
-    test ebx, ebx
-    jz 4f
-    swapgs
-4:
+    mov ecx, 0xc0000101
+    mov rax, rbx
+    mov rdx, rbx
+    shr rdx, 32
+    wrmsr
     POP_GPRS
     add rsp, 16
     iretq
 
     /* #DB, #DF and #MC arrive on their own IST stacks (gdt.rs). From
-     * kernel mode they take the NMI's path: GS decided by IA32_GS_BASE
-     * (a single-step trap can land on the syscall stub's first
-     * instruction, before its swapgs), and the handler runs on the IST
-     * stack. From user mode CS is reliable (the CPU pushed it) and GS is
+     * kernel mode they take the NMI's path: GS loaded from the IST stack
+     * and restored afterwards (a single-step trap can land on the syscall
+     * stub's first instruction, before its swapgs), and the handler runs
+     * on the IST stack. From user mode CS is reliable (the CPU pushed it) and GS is
      * the user's: swap, move the 7-word hardware frame (vector .. ss) to
      * the top of this CPU's kernel stack, where every other user entry
      * puts it (user_frame_slot), and go on as trap_common does. So a user

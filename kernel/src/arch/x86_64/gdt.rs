@@ -43,15 +43,25 @@ pub const IST_MACHINE_CHECK: u16 = 4;
 /// Size of each IST stack.
 pub const IST_STACK_BYTES: usize = 16 * 1024;
 
+/// Bytes reserved at the top of each IST stack, above the hardware frame:
+/// the first word holds this CPU's `PerCpu` address (see [`init_cpu`]).
+pub const IST_TOP_RESERVED: u64 = 16;
+
 /// Builds and loads a GDT and TSS for this CPU. `kernel_stack_top` becomes
-/// TSS.RSP0. The tables are leaked: a CPU never goes away.
-pub fn init_cpu(kernel_stack_top: u64) {
+/// TSS.RSP0. `percpu_block` (this CPU's `PerCpu` address) is stored in the
+/// top word of each IST stack, right above where the CPU pushes its frame,
+/// so a paranoid entry finds its CPU's GS base without trusting GS_BASE
+/// (entry.rs). The tables are leaked: a CPU never goes away.
+pub fn init_cpu(kernel_stack_top: u64, percpu_block: u64) {
     let mut tss = Box::new(TaskStateSegment::new());
     tss.privilege_stack_table[0] = VirtAddr::new(kernel_stack_top);
     for ist in [IST_DOUBLE_FAULT, IST_NMI, IST_DEBUG, IST_MACHINE_CHECK] {
         let stack: &'static mut [u8] =
             Box::leak(alloc::vec![0u8; IST_STACK_BYTES].into_boxed_slice());
-        let top = (stack.as_ptr() as u64 + IST_STACK_BYTES as u64) & !15;
+        let end = (stack.as_ptr() as u64 + IST_STACK_BYTES as u64) & !15;
+        let top = end - IST_TOP_RESERVED;
+        let offset = usize::try_from(top - stack.as_ptr() as u64).expect("inside the stack");
+        stack[offset..offset + 8].copy_from_slice(&percpu_block.to_le_bytes());
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(top);
     }
     let tss: &'static TaskStateSegment = Box::leak(tss);

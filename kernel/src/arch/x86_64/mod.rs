@@ -40,8 +40,6 @@ pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
     let stack: &'static mut [u8] =
         Box::leak(alloc::vec![0u8; KERNEL_STACK_BYTES].into_boxed_slice());
     let top = (stack.as_ptr() as u64 + KERNEL_STACK_BYTES as u64) & !15;
-    gdt::init_cpu(top);
-    idt::load();
     let block = Box::leak(Box::new(percpu::PerCpu {
         self_ptr: 0,
         kernel_stack_top: top,
@@ -49,8 +47,13 @@ pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
         cpu_id: cpu_id as u64,
         apic_id: u64::from(apic_id),
     }));
+    gdt::init_cpu(top, block as *const percpu::PerCpu as u64);
+    idt::load();
     percpu::install(block);
     syscall::init_cpu();
+    if cpu_id == 0 {
+        check_kernel_single_step();
+    }
     top
 }
 
@@ -81,16 +84,50 @@ fn report_hardening(cpu_id: usize, h: cpu::Hardening) {
     }
 }
 
+/// Boot check of the kernel-mode #DB path (its IST stack, the paranoid
+/// GS handling, and trap.rs dropping the trap): a single step in ring 0
+/// must come back with exactly one dropped #DB counted. Skipped under KVM,
+/// where guest ring 0 is emulated.
+fn check_kernel_single_step() {
+    if cpu::under_kvm() {
+        kprintln!("arch: kernel single-step check skipped under KVM");
+        return;
+    }
+    let before = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    cpu::single_step_once();
+    let after = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    assert_eq!(
+        after,
+        before + 1,
+        "a kernel single-step #DB was not handled once"
+    );
+    assert_eq!(percpu::cpu_id(), 0, "GS lost across a kernel #DB");
+    kprintln!("arch: kernel single-step #DB dropped on its IST stack");
+}
+
 /// This thread's FS base (user TLS pointer).
 pub fn fs_base() -> u64 {
     cpu::rdmsr(cpu::msr::FS_BASE)
 }
 
-/// Sets the FS base for the user thread about to run.
+/// Sets the FS base for the user thread about to run, and resets its GS
+/// base to 0, the only value the ABI gives user space.
+///
+/// CR4.FSGSBASE is off, so `wrgsbase` is #UD on TCG and real hardware.
+/// Under our KVM (PVM), though, guest user code runs in the host's ring 3
+/// with the host's CR4, and `wrgsbase` works there (the hostile-trap smoke
+/// checks it). The kernel never trusts that value (entry.rs: paranoid
+/// entries load GS from the IST stack, not from a guess on GS_BASE), but it
+/// must not carry over to the next thread on this CPU either.
 pub fn set_fs_base(v: u64) {
     // SAFETY: FS is not used by the kernel; the value only matters to user
     // code, and a non-canonical value was refused when it was set (SetTls).
-    unsafe { cpu::wrmsr(cpu::msr::FS_BASE, v) };
+    // KERNEL_GS_BASE holds the user's GS base while the kernel runs
+    // (percpu.rs); 0 is its ABI value.
+    unsafe {
+        cpu::wrmsr(cpu::msr::FS_BASE, v);
+        cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, 0);
+    }
 }
 
 /// Loads a user address space's PML4.

@@ -8,7 +8,7 @@
 //! [`SURVIVED`], which its manifest entry (`expect = "fault"`) turns into a
 //! FAIL; a harmless case exits 0 after checking what it can.
 //!
-//! Three cases need a parent, because their right outcome depends on the
+//! Four cases need a parent, because their right outcome depends on the
 //! machine, while a manifest verdict must not:
 //! - `umip` (console, spawner): runs `sgdt`, `sidt`, `sldt`, `str` and
 //!   `smsw` as children. Where CPUID.(7,0):ECX[2] advertises UMIP, each
@@ -20,6 +20,10 @@
 //!   TCG (7.2) never raises #XM: it only sets MXCSR.ZE, and the child
 //!   reports that instead; the parent accepts it and says so. Under KVM
 //!   user code runs on the real CPU and #XM is checked.
+//! - `either` (console, spawner): `wrgsbase` and `mov-ds-tss` fault on
+//!   TCG and real hardware but are allowed under our KVM, whose guest user
+//!   code runs with the host's CR4 and GDT; each must fault or show it did
+//!   no harm (a leaked GS base is a FAIL).
 //! - `stub` (console, spawner): finds the kernel's syscall stub by jumping
 //!   to each page from `KERNEL_BASE + 1 MiB` upward in a child (the stub
 //!   opens the kernel text, at `KERNEL_BASE + __boot_end`,
@@ -94,6 +98,12 @@ fn main(a: &Args) -> i64 {
         Some("stub") => smoke::run("hostile-trap-stub", a, stub_parent),
         Some("sse") => smoke::run("hostile-trap-sse", a, sse_parent),
         Some("sse-div0") => sse_div0(),
+        Some("either") => smoke::run("hostile-trap-either", a, either_parent),
+        Some("wrgsbase") => wrgsbase(),
+        Some("mov-ds-tss") => {
+            insn!("mov ds, {0:x}", in(reg) TSS_SEL as u16);
+            0
+        }
         Some("stub-jump") => with_addr(a, stub_jump),
         Some("stub-badret") => with_addr(a, |s| stub_jump_ret(s, NON_CANONICAL)),
         Some("stub-kret") => with_addr(a, |s| stub_jump_ret(s, KERNEL_BASE)),
@@ -168,15 +178,10 @@ fn privileged(case: &str) -> bool {
         "invlpg" => insn!("invlpg [{}]", in(reg) 0x40_0000u64),
         "rdpmc" => insn!("rdpmc", in("ecx") 0u32, out("eax") _, out("edx") _),
         "xsetbv" => insn!("xsetbv", in("ecx") 0u32, in("eax") 3u32, in("edx") 0u32),
-        // wrgsbase rax (F3 REX.W 0F AE /3): CR4.FSGSBASE is off, so #UD. A
-        // user GS base in the kernel half would fool the NMI/#DB swapgs
-        // decision (arch/x86_64/entry.rs).
-        "wrgsbase" => insn!(".byte 0xf3, 0x48, 0x0f, 0xae, 0xd8", in("rax") DIRECT_MAP),
         "sysret" => insn!("sysretq"),
         "sysexit" => insn!("sysexitq"),
         "sysenter" => insn!("sysenter"),
         "mov-ss-kernel" => insn!("mov ss, {0:x}", in(reg) KERNEL_DS as u16),
-        "mov-ds-tss" => insn!("mov ds, {0:x}", in(reg) TSS_SEL as u16),
         "popf-iopl" => insn!(
             "pushfq",
             "or qword ptr [rsp], {iopl}",
@@ -419,6 +424,64 @@ fn sse_parent(a: &Args) -> Result<(), Fail> {
         r
     );
     rt::println!("hostile-trap: unmasked SSE zero-divide ended the process with #XM");
+    Ok(())
+}
+
+/// `wrgsbase rax` (F3 REX.W 0F AE /3) with a kernel-half value. The guest
+/// kernel leaves CR4.FSGSBASE off, so this is #UD on TCG and real
+/// hardware; under our KVM (PVM) user code runs with the host's CR4 and it
+/// works. Then the kernel must not be fooled: a kernel-half user GS base
+/// must not be taken for the kernel's in its paranoid (NMI, #DB, #MC)
+/// entries, nor leak to the next thread. Survivors block in the kernel a
+/// few times and spin so that interrupts land in user mode, then exit 0.
+fn wrgsbase() -> i64 {
+    insn!(".byte 0xf3, 0x48, 0x0f, 0xae, 0xd8", in("rax") DIRECT_MAP);
+    for _ in 0..4 {
+        rt::arch::cap_enter(1, 2_000_000);
+        let t0 = rt::arch::rdtsc();
+        while rt::arch::rdtsc().wrapping_sub(t0) < 20_000_000 {
+            core::hint::spin_loop();
+        }
+    }
+    0
+}
+
+/// `rdgsbase rax` (F3 REX.W 0F AE /1); #UD where FSGSBASE is off.
+fn rdgsbase() -> u64 {
+    let v: u64;
+    insn!(".byte 0xf3, 0x48, 0x0f, 0xae, 0xc8", out("rax") v);
+    v
+}
+
+/// Cases whose instruction faults on TCG and real hardware but is allowed
+/// under our KVM (PVM), where guest user code runs in the host's ring 3
+/// with the host's CR4 and GDT: each must fault with its vector or exit 0
+/// after showing that it did no harm.
+fn either_parent(a: &Args) -> Result<(), Fail> {
+    let spawner = need_cap(a, CapKind::Spawner)?;
+    for (case, vector) in [("wrgsbase", 6), ("mov-ds-tss", VECTOR_GP)] {
+        let r = child_outcome(spawner, &[case])?;
+        if r == (ExitKind::Faulted, vector) {
+            continue;
+        }
+        ensure!(
+            r == (ExitKind::Exited, 0),
+            "{} ended {:?}, want fault {} or a harmless exit 0",
+            case,
+            r,
+            vector
+        );
+        rt::println!(
+            "hostile-trap: {} is allowed on this CPU (host ring 3 under a hypervisor)",
+            case
+        );
+        if case == "wrgsbase" {
+            // rdgsbase works here too. The child's GS base must not have
+            // followed this process: the kernel resets it on every switch.
+            let gs = rdgsbase();
+            ensure!(gs == 0, "GS base {:#x} leaked from a dead child", gs);
+        }
+    }
     Ok(())
 }
 
@@ -682,7 +745,10 @@ fn stub_parent(a: &Args) -> Result<(), Fail> {
         }
     }
     let Some(stub) = found else {
-        fail!("no page from {:#x} behaved as the syscall stub", KERNEL_TEXT_SEARCH_FROM);
+        fail!(
+            "no page from {:#x} behaved as the syscall stub",
+            KERNEL_TEXT_SEARCH_FROM
+        );
     };
     let r = child_outcome(spawner, &["stub-jump", num(stub + 16).as_str()])?;
     ensure!(
