@@ -3,6 +3,19 @@
 //! Exceptions from kernel mode are kernel bugs: they panic with the vector,
 //! RIP, error code and (for #PF) CR2. Exceptions from user mode end the
 //! faulting process. Interrupt vectors go to their owners.
+//!
+//! Two exceptions to that rule:
+//! - #DB from kernel mode is not a kernel bug: a user that sets RFLAGS.TF
+//!   (popf) can have a single-step trap delivered on the first instruction
+//!   of the syscall stub on CPUs that check TF before applying SFMASK (or
+//!   after `mov ss`/`pop ss` defers it). The kernel sets no breakpoints, so
+//!   such a #DB is dropped: TF is cleared in the interrupted kernel frame
+//!   and the stub goes on. The arch layer has already run it on its own
+//!   IST stack with the right GS (docs/architecture/boot.md).
+//! - #DF and #MC always panic, whatever CS says: neither is something a
+//!   user program can cause, and neither leaves a state worth continuing.
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::{self, TrapFrame};
 
@@ -42,6 +55,24 @@ const EXCEPTION_NAMES: [&str; 32] = [
     "reserved",
 ];
 
+/// Vector of the debug exception (#DB).
+const VECTOR_DEBUG: u64 = 1;
+/// Vector of the double fault (#DF).
+const VECTOR_DOUBLE_FAULT: u64 = 8;
+/// Vector of the x87 floating-point error (#MF; CR0.NE is set).
+const VECTOR_X87_ERROR: u64 = 16;
+/// Vector of the machine check (#MC).
+const VECTOR_MACHINE_CHECK: u64 = 18;
+/// Vector of the SIMD floating-point exception (#XM; CR4.OSXMMEXCPT is set).
+const VECTOR_SIMD_ERROR: u64 = 19;
+/// RFLAGS.TF (single step).
+const RFLAGS_TF: u64 = 1 << 8;
+
+/// How many #DB traps arrived in kernel mode and were dropped (a user's
+/// TF carried into the syscall stub). Counted, not printed: the trap can
+/// interrupt code that holds the console lock.
+pub static KERNEL_DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+
 /// Vector of the NMI (stop and park requests, `crate::smp`).
 const VECTOR_NMI: u64 = 2;
 /// Vector of the page fault.
@@ -61,6 +92,11 @@ pub fn handle(frame: &mut TrapFrame) {
         return;
     }
     let from_user = frame.came_from_user();
+    if frame.vector == VECTOR_DEBUG && !from_user {
+        frame.rflags &= !RFLAGS_TF;
+        KERNEL_DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     if from_user {
         crate::sched::enter_from_user();
     }
@@ -68,6 +104,14 @@ pub fn handle(frame: &mut TrapFrame) {
         exception(frame);
     } else {
         crate::irq::handle(frame);
+        if from_user && frame.rip >= abi::layout::USER_END {
+            // QEMU's TCG lets a jump to a non-canonical address complete
+            // and faults only on the next fetch; an interrupt taken in
+            // between saves that RIP. `iretq` to it would fault in ring 0,
+            // so end the process here, as the fetch would have.
+            frame.vector = VECTOR_GENERAL_PROTECTION;
+            crate::sched::user_fault(frame, frame.rip);
+        }
     }
     if from_user {
         crate::sched::exit_to_user(frame);
@@ -81,7 +125,13 @@ fn exception(frame: &mut TrapFrame) {
     } else {
         0
     };
-    if frame.came_from_user() {
+    let fatal_anyway = frame.vector == VECTOR_DOUBLE_FAULT || frame.vector == VECTOR_MACHINE_CHECK;
+    if frame.came_from_user() && !fatal_anyway {
+        if frame.vector == VECTOR_X87_ERROR || frame.vector == VECTOR_SIMD_ERROR {
+            // The thread dies: drop its pending x87/SSE state now rather
+            // than at the next thread's restore (arch::fpu module doc).
+            arch::fpu::load_clean();
+        }
         crate::sched::user_fault(frame, addr);
         return;
     }

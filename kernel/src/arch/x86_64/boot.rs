@@ -140,7 +140,7 @@ _start:
     or eax, (1 << 8) | (1 << 11)     /* LME | NXE */
     wrmsr
     mov eax, cr0
-    or eax, (1 << 31) | (1 << 16) | 1 /* PG | WP | PE */
+    or eax, (1 << 31) | (1 << 16) | (1 << 5) | 1 /* PG | WP | NE | PE */
     mov cr0, eax
     lgdt [boot_gdt64_ptr]
     push 0x08                        /* far return into the 64-bit code segment */

@@ -171,28 +171,127 @@ pub mod msr {
     pub const APIC_BASE: u32 = 0x1b;
 }
 
+/// CR0.MP: `wait`/`fwait` honour CR0.TS.
+const CR0_MP: u64 = 1 << 1;
+/// CR0.EM: x87 emulation (must be clear for SSE).
+const CR0_EM: u64 = 1 << 2;
+/// CR0.NE: report x87 errors as #MF (vector 16), not through the legacy
+/// FERR# pin (IRQ 13 through the PIC), SDM vol. 3A 2.5.
+const CR0_NE: u64 = 1 << 5;
+/// CR0.WP: supervisor writes honour read-only pages.
+const CR0_WP: u64 = 1 << 16;
+/// CR4.OSFXSR: fxsave/fxrstor and SSE.
+const CR4_OSFXSR: u64 = 1 << 9;
+/// CR4.OSXMMEXCPT: unmasked SSE exceptions raise #XM (vector 19), not #UD.
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+/// CR4.UMIP: sgdt/sidt/sldt/str/smsw raise #GP outside ring 0.
+const CR4_UMIP: u64 = 1 << 11;
+/// CR4.SMEP: the kernel cannot execute user pages.
+const CR4_SMEP: u64 = 1 << 20;
+/// CPUID.(EAX=7,ECX=0):ECX bit 2: UMIP exists.
+const CPUID7_ECX_UMIP: u32 = 1 << 2;
+/// CPUID.(EAX=7,ECX=0):EBX bit 7: SMEP exists.
+const CPUID7_EBX_SMEP: u32 = 1 << 7;
+
+/// What [`enable_features`] turned on where it depends on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hardening {
+    /// CR4.UMIP is set (the CPU has UMIP and the bit stuck).
+    pub umip: bool,
+    /// CPUID advertises UMIP (whether or not the bit could be set).
+    pub umip_advertised: bool,
+    /// CR4.SMEP is set.
+    pub smep: bool,
+}
+
+/// Whether CPUID leaf 7 exists (a CPU without it has neither SMEP nor UMIP).
+fn has_leaf7() -> bool {
+    cpuid(0, 0)[0] >= 7
+}
+
+fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR0 has no side effect.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 has no side effect.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
 /// Turns on what the kernel needs in CR0/CR4/EFER on this CPU: SSE for
-/// user programs (OSFXSR, OSXMMEXCPT; EM clear, MP set), write protection,
-/// NX and SYSCALL. CR4.OSXSAVE stays off (xsave stops our KVM).
-pub fn enable_features() {
+/// user programs (OSFXSR, OSXMMEXCPT; EM clear, MP set), x87 errors as
+/// #MF (NE), write protection, UMIP and SMEP where the CPU has them, NX and
+/// SYSCALL. CR4.OSXSAVE stays off (xsave stops our KVM). Then loads a
+/// clean FPU/SSE image, so nothing the firmware left pending survives.
+/// docs/architecture/boot.md ("CPU hardening") says why each bit is set.
+pub fn enable_features() -> Hardening {
+    let leaf7 = if has_leaf7() { cpuid(7, 0) } else { [0; 4] };
+    let umip_advertised = leaf7[2] & CPUID7_ECX_UMIP != 0;
+    let smep = leaf7[1] & CPUID7_EBX_SMEP != 0;
+    let cr0 = (read_cr0() & !CR0_EM) | CR0_MP | CR0_NE | CR0_WP;
+    let mut cr4 = read_cr4() | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    if smep {
+        cr4 |= CR4_SMEP; // the kernel never runs user code
+    }
+    if umip_advertised {
+        cr4 |= CR4_UMIP;
+    }
     // SAFETY: these bits only enable features the boot stub checked (NX,
-    // long mode) or that every x86-64 CPU has (SSE, FXSR, SYSCALL).
+    // long mode), that every x86-64 CPU has (SSE, FXSR, SYSCALL, NE, WP),
+    // or that CPUID leaf 7 advertised (SMEP, UMIP). NE changes only how an
+    // x87 error is reported, and the kernel never executes x87 code.
     unsafe {
-        let mut cr0: u64;
-        asm!("mov {}, cr0", out(reg) cr0);
-        cr0 &= !(1 << 2); // EM
-        cr0 |= (1 << 1) | (1 << 16); // MP, WP
-        asm!("mov cr0, {}", in(reg) cr0);
-        let mut cr4: u64;
-        asm!("mov {}, cr4", out(reg) cr4);
-        cr4 |= (1 << 9) | (1 << 10); // OSFXSR, OSXMMEXCPT
-        if cpuid(7, 0)[1] & (1 << 7) != 0 {
-            cr4 |= 1 << 20; // SMEP: the kernel never runs user code
-        }
-        asm!("mov cr4, {}", in(reg) cr4);
+        asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
+        asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));
         let efer = rdmsr(msr::EFER);
         wrmsr(msr::EFER, efer | 1 | (1 << 11)); // SCE, NXE
     }
+    super::fpu::load_clean();
+    let cr4_now = read_cr4();
+    Hardening {
+        umip: cr4_now & CR4_UMIP != 0,
+        umip_advertised,
+        smep: cr4_now & CR4_SMEP != 0,
+    }
+}
+
+/// Whether we run under KVM (CPUID hypervisor leaf signature "KVMKVMKVM").
+/// Under our KVM (PVM) guest ring 0 is emulated and some instructions stop
+/// the VM, so boot-time self-checks that trap in ring 0 skip it.
+pub fn under_kvm() -> bool {
+    if cpuid(1, 0)[2] & (1 << 31) == 0 {
+        return false;
+    }
+    let r = cpuid(0x4000_0000, 0);
+    r[1] == u32::from_le_bytes(*b"KVMK") && r[2] == u32::from_le_bytes(*b"VMKV")
+}
+
+/// Sets RFLAGS.TF and executes one `nop`: a single-step #DB in kernel mode,
+/// which trap.rs must drop (clearing TF). A boot self-check of that path.
+pub fn single_step_once() {
+    // SAFETY: TF only makes the CPU raise #DB after the next instruction;
+    // the #DB handler runs on its IST stack and clears TF in the frame it
+    // returns through, so execution continues after the nop with TF clear.
+    unsafe {
+        asm!(
+            "pushfq",
+            "or qword ptr [rsp], 0x100",
+            "popfq",
+            "nop",
+            "nop",
+            options(nomem)
+        );
+    }
+}
+
+/// Whether CR0.NE is set on this CPU (x87 errors raise #MF).
+pub fn x87_errors_native() -> bool {
+    read_cr0() & CR0_NE != 0
 }
 
 /// Whether the CPU has 1 GiB pages.

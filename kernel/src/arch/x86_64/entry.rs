@@ -220,43 +220,85 @@ trap_stubs:
     push vec
     .if vec == 2
     jmp trap_paranoid
+    .elseif (vec == 1) || (vec == 8) || (vec == 18)
+    jmp trap_ist
     .else
     jmp trap_common
     .endif
     .set vec, vec + 1
     .endr
 
-    /* NMIs can arrive anywhere, even between `syscall` and the stub's
-     * swapgs, so CS does not tell which GS is live. Ask the CPU instead:
-     * a kernel GS base is a higher-half address (bit 63 set). rbx (callee-
-     * saved) remembers whether to swap back. */
+    /* NMIs can arrive anywhere: in user mode, in the kernel, between
+     * `syscall` and the stub's swapgs, or between trap_return's swapgs and
+     * its iretq. So neither CS nor the sign of GS_BASE says which GS is
+     * live: under our KVM user code can even set GS_BASE to a kernel-half
+     * value with wrgsbase (mod.rs, set_fs_base). Instead, like Linux's
+     * paranoid entry with FSGSBASE, save GS_BASE, load this CPU's block
+     * (stored by gdt::init_cpu in the word right above the hardware frame
+     * on every IST stack: [rsp + 56] before PUSH_GPRS), run the handler,
+     * and put the saved value back. KERNEL_GS_BASE is never touched.
+     * rbx (callee-saved) keeps the saved value across the call. #DB/#DF/
+     * #MC from kernel mode come here too (trap_ist). */
 trap_paranoid:
     PUSH_GPRS
     mov ecx, 0xc0000101              /* IA32_GS_BASE */
     rdmsr
-    xor ebx, ebx
-    test edx, edx
-    js 3f
-    swapgs
-    mov ebx, 1
-3:
+    shl rdx, 32
+    or rax, rdx
+    mov rbx, rax
+    mov rax, [rsp + 15 * 8 + 56]
+    mov rdx, rax
+    shr rdx, 32
+    wrmsr
     mov rdi, rsp
     cld
     call {trap_dispatch}
-    test ebx, ebx
-    jz 4f
-    swapgs
-4:
+    mov ecx, 0xc0000101
+    mov rax, rbx
+    mov rdx, rbx
+    shr rdx, 32
+    wrmsr
     POP_GPRS
     add rsp, 16
     iretq
 
+    /* #DB, #DF and #MC arrive on their own IST stacks (gdt.rs). From
+     * kernel mode they take the NMI's path: GS loaded from the IST stack
+     * and restored afterwards (a single-step trap can land on the syscall
+     * stub's first instruction, before its swapgs), and the handler runs
+     * on the IST stack. From user mode CS is reliable (the CPU pushed it) and GS is
+     * the user's: swap, move the 7-word hardware frame (vector .. ss) to
+     * the top of this CPU's kernel stack, where every other user entry
+     * puts it (user_frame_slot), and go on as trap_common does. So a user
+     * fault on one of these vectors is handled, scheduled and returned
+     * from exactly like any other, never on an IST stack that a nested
+     * trap of the same vector would overwrite. */
+trap_ist:
+    test qword ptr [rsp + 24], 3
+    jz trap_paranoid
+    swapgs
+    push rax
+    push rcx
+    mov rax, gs:[{kstack}]
+    sub rax, 56
+    .set off, 0
+    .rept 7
+    mov rcx, [rsp + 16 + off]
+    mov [rax + off], rcx
+    .set off, off + 8
+    .endr
+    mov rcx, rsp
+    mov rsp, rax
+    mov rax, [rcx + 8]
+    mov rcx, [rcx]
+    jmp trap_common_swapped
+
 trap_common:
     /* [rsp] vector, +8 error, +16 rip, +24 cs */
     test qword ptr [rsp + 24], 3
-    jz 1f
+    jz trap_common_swapped
     swapgs
-1:
+trap_common_swapped:
     PUSH_GPRS
     mov rdi, rsp
     cld
@@ -271,6 +313,11 @@ trap_return:
     add rsp, 16
     iretq
 
+    /* The stub opens the kernel text (section .text.syscall_entry, placed
+     * first by kernel/linker.ld), so its address is the documented
+     * KERNEL_BASE + __boot_end (docs/architecture/boot.md); the hostile
+     * trap smoke finds it there and jumps to it from user mode. */
+    .pushsection .text.syscall_entry, "ax"
     .balign 16
     .global syscall_entry
 syscall_entry:
@@ -289,6 +336,7 @@ syscall_entry:
     cld
     call {syscall_dispatch}
     jmp trap_return
+    .popsection
 "#,
     trap_dispatch = sym trap_dispatch,
     syscall_dispatch = sym syscall_dispatch,

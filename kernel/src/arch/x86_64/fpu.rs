@@ -10,15 +10,36 @@
 #[derive(Clone)]
 pub struct FpuState([u8; 512]);
 
+/// FCW after FNINIT: every x87 exception masked, 64-bit precision.
+const FCW_INIT: u16 = 0x037f;
+/// MXCSR at reset: every SSE exception masked, round to nearest.
+const MXCSR_INIT: u32 = 0x1f80;
+
+/// The clean image: as after FNINIT, status word clear (nothing pending).
+static CLEAN: FpuState = FpuState::clean();
+
 impl FpuState {
     /// The state a new thread starts with: FCW = 0x37f, MXCSR = 0x1f80
     /// (all exceptions masked, round to nearest), as after FNINIT.
     pub fn new() -> FpuState {
-        let mut s = FpuState([0; 512]);
-        s.0[0..2].copy_from_slice(&0x037fu16.to_le_bytes());
-        s.0[24..28].copy_from_slice(&0x1f80u32.to_le_bytes());
-        s.0[28..32].copy_from_slice(&0xffffu32.to_le_bytes()); // MXCSR_MASK
-        s
+        FpuState::clean()
+    }
+
+    const fn clean() -> FpuState {
+        let mut s = [0u8; 512];
+        let fcw = FCW_INIT.to_le_bytes();
+        s[0] = fcw[0];
+        s[1] = fcw[1];
+        let mxcsr = MXCSR_INIT.to_le_bytes();
+        let mut i = 0;
+        while i < 4 {
+            s[24 + i] = mxcsr[i];
+            i += 1;
+        }
+        // MXCSR_MASK = 0xffff (fxrstor ignores it).
+        s[28] = 0xff;
+        s[29] = 0xff;
+        FpuState(s)
     }
 
     /// Saves this CPU's FPU/SSE registers here.
@@ -37,6 +58,12 @@ impl FpuState {
             core::arch::asm!("fxrstor64 [{}]", in(reg) self.0.as_ptr(), options(nostack, preserves_flags))
         };
     }
+}
+
+/// Loads the clean image into this CPU's registers: drops any pending x87
+/// error and any unmasked control word a dead thread left behind.
+pub fn load_clean() {
+    CLEAN.restore();
 }
 
 impl Default for FpuState {

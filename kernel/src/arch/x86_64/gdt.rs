@@ -3,8 +3,18 @@
 //! Layout (fixed; the syscall MSRs and the user frames depend on it):
 //! `0x08` kernel code, `0x10` kernel data, `0x18` user data (DPL 3),
 //! `0x20` user code (DPL 3), `0x28` the TSS. TSS.RSP0 is the CPU's one
-//! kernel stack (shared with the syscall entry); IST1 is the double-fault
-//! stack, IST2 the NMI stack (the stop IPI arrives as an NMI).
+//! kernel stack (shared with the syscall entry). The vectors that can
+//! arrive on a kernel stack that is not usable (a double fault), or in the
+//! syscall stub before it has switched to the kernel stack (NMI, #DB,
+//! #MC), each get their own IST stack, so they never run on a user RSP and
+//! never nest on one another's stack:
+//!
+//! | IST | vector | why |
+//! |---|---|---|
+//! | 1 | 8 #DF | the kernel stack may be what failed |
+//! | 2 | 2 NMI | stop/park IPIs; can land anywhere, even before `swapgs` |
+//! | 3 | 1 #DB | a single-step trap can land on the syscall stub's first instruction |
+//! | 4 | 18 #MC | asynchronous, can land anywhere |
 
 use alloc::boxed::Box;
 use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
@@ -26,18 +36,32 @@ pub const USER_CS: u16 = 0x20 | 3;
 pub const IST_DOUBLE_FAULT: u16 = 1;
 /// IST index of the NMI stack.
 pub const IST_NMI: u16 = 2;
+/// IST index of the debug-exception (#DB) stack.
+pub const IST_DEBUG: u16 = 3;
+/// IST index of the machine-check (#MC) stack.
+pub const IST_MACHINE_CHECK: u16 = 4;
 /// Size of each IST stack.
 pub const IST_STACK_BYTES: usize = 16 * 1024;
 
+/// Bytes reserved at the top of each IST stack, above the hardware frame:
+/// the first word holds this CPU's `PerCpu` address (see [`init_cpu`]).
+pub const IST_TOP_RESERVED: u64 = 16;
+
 /// Builds and loads a GDT and TSS for this CPU. `kernel_stack_top` becomes
-/// TSS.RSP0. The tables are leaked: a CPU never goes away.
-pub fn init_cpu(kernel_stack_top: u64) {
+/// TSS.RSP0. `percpu_block` (this CPU's `PerCpu` address) is stored in the
+/// top word of each IST stack, right above where the CPU pushes its frame,
+/// so a paranoid entry finds its CPU's GS base without trusting GS_BASE
+/// (entry.rs). The tables are leaked: a CPU never goes away.
+pub fn init_cpu(kernel_stack_top: u64, percpu_block: u64) {
     let mut tss = Box::new(TaskStateSegment::new());
     tss.privilege_stack_table[0] = VirtAddr::new(kernel_stack_top);
-    for ist in [IST_DOUBLE_FAULT, IST_NMI] {
+    for ist in [IST_DOUBLE_FAULT, IST_NMI, IST_DEBUG, IST_MACHINE_CHECK] {
         let stack: &'static mut [u8] =
             Box::leak(alloc::vec![0u8; IST_STACK_BYTES].into_boxed_slice());
-        let top = (stack.as_ptr() as u64 + IST_STACK_BYTES as u64) & !15;
+        let end = (stack.as_ptr() as u64 + IST_STACK_BYTES as u64) & !15;
+        let top = end - IST_TOP_RESERVED;
+        let offset = usize::try_from(top - stack.as_ptr() as u64).expect("inside the stack");
+        stack[offset..offset + 8].copy_from_slice(&percpu_block.to_le_bytes());
         tss.interrupt_stack_table[usize::from(ist - 1)] = VirtAddr::new(top);
     }
     let tss: &'static TaskStateSegment = Box::leak(tss);

@@ -2,8 +2,11 @@
 //!
 //! Every vector points at its stub in [`super::entry::trap_stubs`]; all are
 //! interrupt gates (IF cleared on entry) at DPL 0, so `int n` from user mode
-//! raises #GP instead of reaching a handler. The double fault runs on IST1
-//! and the NMI on IST2, so both work even on a broken kernel stack.
+//! raises #GP instead of reaching a handler (`int1`/`icebp` is the one
+//! exception: it raises #DB without a DPL check, which ends the process
+//! like any user #DB). The double fault, NMI, #DB and #MC run on their own
+//! IST stacks (table in gdt.rs), so they work on a broken kernel stack and
+//! in the syscall stub before it switched stacks.
 
 use alloc::boxed::Box;
 use spin::Once;
@@ -12,12 +15,16 @@ use x86_64::structures::DescriptorTablePointer;
 use x86_64::VirtAddr;
 
 use super::entry::trap_stub_addr;
-use super::gdt::{IST_DOUBLE_FAULT, IST_NMI, KERNEL_CS};
+use super::gdt::{IST_DEBUG, IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, KERNEL_CS};
 
-/// Vector of the double fault (#DF).
-const VECTOR_DOUBLE_FAULT: u8 = 8;
+/// Vector of the debug exception (#DB).
+const VECTOR_DEBUG: u8 = 1;
 /// Vector of the NMI.
 const VECTOR_NMI: u8 = 2;
+/// Vector of the double fault (#DF).
+const VECTOR_DOUBLE_FAULT: u8 = 8;
+/// Vector of the machine check (#MC).
+const VECTOR_MACHINE_CHECK: u8 = 18;
 /// Present, DPL 0, 64-bit interrupt gate.
 const GATE_INTERRUPT: u8 = 0x8e;
 
@@ -60,6 +67,8 @@ pub fn load() {
             let ist = match v {
                 VECTOR_DOUBLE_FAULT => IST_DOUBLE_FAULT,
                 VECTOR_NMI => IST_NMI,
+                VECTOR_DEBUG => IST_DEBUG,
+                VECTOR_MACHINE_CHECK => IST_MACHINE_CHECK,
                 _ => 0,
             };
             idt.0[usize::from(v)] = Gate::new(trap_stub_addr(v), ist);

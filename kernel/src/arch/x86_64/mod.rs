@@ -27,6 +27,7 @@ pub use entry::TrapFrame;
 pub use percpu::cpu_id;
 
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Size of each CPU's kernel stack (TSS.RSP0 and the syscall stack).
 pub const KERNEL_STACK_BYTES: usize = 64 * 1024;
@@ -34,12 +35,11 @@ pub const KERNEL_STACK_BYTES: usize = 64 * 1024;
 /// Sets up this CPU's descriptor tables, per-CPU block, syscall MSRs and
 /// control-register features. Returns the top of its kernel stack.
 pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
-    cpu::enable_features();
+    let hard = cpu::enable_features();
+    report_hardening(cpu_id, hard);
     let stack: &'static mut [u8] =
         Box::leak(alloc::vec![0u8; KERNEL_STACK_BYTES].into_boxed_slice());
     let top = (stack.as_ptr() as u64 + KERNEL_STACK_BYTES as u64) & !15;
-    gdt::init_cpu(top);
-    idt::load();
     let block = Box::leak(Box::new(percpu::PerCpu {
         self_ptr: 0,
         kernel_stack_top: top,
@@ -47,9 +47,62 @@ pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
         cpu_id: cpu_id as u64,
         apic_id: u64::from(apic_id),
     }));
+    gdt::init_cpu(top, block as *const percpu::PerCpu as u64);
+    idt::load();
     percpu::install(block);
     syscall::init_cpu();
+    if cpu_id == 0 {
+        check_kernel_single_step();
+    }
     top
+}
+
+/// Set once a CPU without UMIP has been reported (the log says it once).
+static UMIP_GAP_REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Boot-log lines about CPU hardening: the boot CPU's summary, and once
+/// for the whole machine a CPU that could not turn UMIP on.
+fn report_hardening(cpu_id: usize, h: cpu::Hardening) {
+    if cpu_id == 0 {
+        kprintln!(
+            "arch: cpu hardening: x87 errors as #MF (CR0.NE) {}, UMIP {}, SMEP {}, #DB/#MC/#DF/NMI on IST stacks",
+            if cpu::x87_errors_native() { "on" } else { "OFF" },
+            if h.umip { "on" } else { "off" },
+            if h.smep { "on" } else { "off" },
+        );
+    }
+    if !h.umip && !UMIP_GAP_REPORTED.swap(true, Ordering::Relaxed) {
+        if h.umip_advertised {
+            kprintln!(
+                "arch: CPU {cpu_id}: CR4.UMIP did not stick; sgdt/sidt/sldt/str/smsw stay usable from user mode"
+            );
+        } else {
+            kprintln!(
+                "arch: CPU {cpu_id} has no UMIP (CPUID.7.0:ECX[2] clear); sgdt/sidt/sldt/str/smsw stay usable from user mode"
+            );
+        }
+    }
+}
+
+/// Boot check of the kernel-mode #DB path (its IST stack, the paranoid
+/// GS handling, and trap.rs dropping the trap): a single step in ring 0
+/// must come back with exactly one dropped #DB counted. Skipped under KVM,
+/// where guest ring 0 is emulated.
+fn check_kernel_single_step() {
+    if cpu::under_kvm() {
+        kprintln!("arch: kernel single-step check skipped under KVM");
+        return;
+    }
+    let before = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    cpu::single_step_once();
+    let after = crate::trap::KERNEL_DEBUG_TRAPS.load(Ordering::Relaxed);
+    assert_eq!(
+        after,
+        before + 1,
+        "a kernel single-step #DB was not handled once"
+    );
+    assert_eq!(percpu::cpu_id(), 0, "GS lost across a kernel #DB");
+    kprintln!("arch: kernel single-step #DB dropped on its IST stack");
 }
 
 /// This thread's FS base (user TLS pointer).
@@ -57,11 +110,24 @@ pub fn fs_base() -> u64 {
     cpu::rdmsr(cpu::msr::FS_BASE)
 }
 
-/// Sets the FS base for the user thread about to run.
+/// Sets the FS base for the user thread about to run, and resets its GS
+/// base to 0, the only value the ABI gives user space.
+///
+/// CR4.FSGSBASE is off, so `wrgsbase` is #UD on TCG and real hardware.
+/// Under our KVM (PVM), though, guest user code runs in the host's ring 3
+/// with the host's CR4, and `wrgsbase` works there (the hostile-trap smoke
+/// checks it). The kernel never trusts that value (entry.rs: paranoid
+/// entries load GS from the IST stack, not from a guess on GS_BASE), but it
+/// must not carry over to the next thread on this CPU either.
 pub fn set_fs_base(v: u64) {
     // SAFETY: FS is not used by the kernel; the value only matters to user
     // code, and a non-canonical value was refused when it was set (SetTls).
-    unsafe { cpu::wrmsr(cpu::msr::FS_BASE, v) };
+    // KERNEL_GS_BASE holds the user's GS base while the kernel runs
+    // (percpu.rs); 0 is its ABI value.
+    unsafe {
+        cpu::wrmsr(cpu::msr::FS_BASE, v);
+        cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, 0);
+    }
 }
 
 /// Loads a user address space's PML4.

@@ -2,10 +2,16 @@
 //!
 //! Convention (settled for the whole kernel): while a CPU runs kernel code,
 //! `GS_BASE` points at its [`PerCpu`] block and `KERNEL_GS_BASE` holds the
-//! user's GS base (always 0: user space cannot change it). Every entry from
-//! user mode (syscall, interrupt, exception) executes `swapgs` first, every
-//! return to user mode executes it last; entries from kernel mode don't.
-//! So `gs:` addressing in the kernel always reaches this CPU's block.
+//! user's GS base (0 by the ABI; CR4.FSGSBASE is off, but under our KVM
+//! user code runs with the host's CR4 and can `wrgsbase` any value, so the
+//! kernel never trusts it and resets it on every thread switch). Every
+//! entry from user mode (syscall, interrupt, exception) executes `swapgs`
+//! first, every return to user mode executes it last; entries from kernel
+//! mode don't. The entries that can land anywhere (NMI, and #DB/#DF/#MC
+//! from kernel mode) neither swap nor guess: they save GS_BASE, load this
+//! block's address from their IST stack and restore GS_BASE on the way out
+//! (entry.rs). So `gs:` addressing in the kernel always reaches this CPU's
+//! block.
 //!
 //! The block holds only what the entry assembly needs at fixed offsets plus
 //! the CPU's id; everything else per-CPU lives in `crate::percpu`, indexed

@@ -140,7 +140,7 @@ ap_tr_pm32:
     orl $((1 << 8) | (1 << 11)), %eax /* LME | NXE */
     wrmsr
     movl %cr0, %eax
-    orl $((1 << 31) | (1 << 16) | 1), %eax /* PG | WP | PE */
+    orl $((1 << 31) | (1 << 16) | (1 << 5) | 1), %eax /* PG | WP | NE | PE */
     movl %eax, %cr0
     /* ljmp $0x18, $ap_tr_lm64 */
     .byte 0xea
