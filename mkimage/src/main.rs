@@ -163,8 +163,9 @@ fn build(args: &[OsString]) -> anyhow::Result<()> {
 fn inspect(args: &[OsString]) -> anyhow::Result<()> {
     let path = single_path(args, "INITRD")?;
     let shown = path.display().to_string();
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Problems(vec![Problem::file(&shown, format!("cannot read: {e}"))]))?;
+    let limit = abi::initrd::PAYLOAD_MAX + abi::initrd::HEADER_LEN as u64;
+    let bytes = mkimage::read::regular_file(&path, limit)
+        .map_err(|e| Problems(vec![e.problem(&shown)]))?;
     let found = mkimage::inspect::inspect(&bytes)
         .map_err(|e| Problem::file(&shown, e.to_string()))
         .map_err(|p| Problems(vec![p]))?;
