@@ -164,8 +164,8 @@ fn inspect(args: &[OsString]) -> anyhow::Result<()> {
     let path = single_path(args, "INITRD")?;
     let shown = path.display().to_string();
     let limit = abi::initrd::PAYLOAD_MAX + abi::initrd::HEADER_LEN as u64;
-    let bytes = mkimage::read::regular_file(&path, limit)
-        .map_err(|e| Problems(vec![e.problem(&shown)]))?;
+    let bytes =
+        mkimage::read::regular_file(&path, limit).map_err(|e| Problems(vec![e.problem(&shown)]))?;
     let found = mkimage::inspect::inspect(&bytes)
         .map_err(|e| Problem::file(&shown, e.to_string()))
         .map_err(|p| Problems(vec![p]))?;
