@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diag;
+pub mod forge;
 pub mod image;
 pub mod inspect;
 pub mod manifest;

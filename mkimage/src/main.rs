@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use mkimage::diag::{Problem, Problems};
+use mkimage::forge;
 use mkimage::image::{self, BuildOptions};
 use mkimage::manifest::{self, Repeat};
 
@@ -147,7 +148,15 @@ fn parse_build(args: &[OsString]) -> anyhow::Result<BuildArgs> {
 fn build(args: &[OsString]) -> anyhow::Result<()> {
     let args = parse_build(args)?;
     let shown = args.manifest.display().to_string();
-    let bytes = image::build_file(&args.manifest, &shown, &args.options)?;
+    let mut bytes = image::build_file(&args.manifest, &shown, &args.options)?;
+    if let Some(how) = std::env::var_os(forge::FORGE_ENV) {
+        // Test hook (see mkimage::forge): break a rule on purpose.
+        let how = how
+            .to_str()
+            .and_then(forge::Forgery::from_name)
+            .ok_or_else(|| anyhow::anyhow!("{}: unknown forgery {how:?}", forge::FORGE_ENV))?;
+        bytes = forge::forge(&bytes, how).map_err(anyhow::Error::msg)?;
+    }
     // Write beside the target, then rename, so that a failed run never
     // leaves a half-written initrd for make to pick up.
     let mut tmp = args.output.clone().into_os_string();
