@@ -525,8 +525,7 @@ impl Checker<'_> {
         let mut out = Some(Vec::new());
         if let Err(rule) = validate::program_count(items.len()) {
             let at = items
-                .iter()
-                .nth(abi::limits::PROGRAMS_MAX)
+                .get(abi::limits::PROGRAMS_MAX)
                 .map_or(v.span().start, |i| i.span().start);
             self.err(at, format!("{rule}, found {}", items.len()));
             out = None;
@@ -601,8 +600,7 @@ impl Checker<'_> {
         let mut out = Some(Vec::new());
         if let Err(rule) = validate::arg_count(items.len()) {
             let at = items
-                .iter()
-                .nth(abi::limits::ARGS_MAX)
+                .get(abi::limits::ARGS_MAX)
                 .map_or(v.span().start, |i| i.span().start);
             self.err(at, format!("{rule}, found {}", items.len()));
             out = None;
