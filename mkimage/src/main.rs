@@ -127,7 +127,7 @@ fn parse_build(args: &[OsString]) -> anyhow::Result<BuildArgs> {
                 })?;
                 repeat = Some(r);
             }
-            f if f.starts_with('-') => return Err(usage(format!("unknown option {f}"))),
+            f if f.starts_with('-') => return Err(usage(format!("unknown option {f:?}"))),
             _ if manifest.is_none() => manifest = Some(PathBuf::from(arg)),
             _ => return Err(usage(format!("unexpected argument {text:?}"))),
         }
