@@ -13,16 +13,23 @@
 //! The payload borrows from the buffer it is decoded from: the kernel
 //! decodes it in place in the Multiboot2 module and maps program images
 //! from there without copying.
+//!
+//! [`decode`] trusts nothing: after the checksum it decodes with every
+//! vector bounded (an over-long one is refused before it is allocated) and
+//! then checks every manifest rule ([`crate::validate::payload`]), so a
+//! hand-made initrd that mkimage would never write is refused as a whole.
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::Manifest;
+use crate::limits::IMAGES_MAX;
+use crate::manifest::{bounded, Manifest};
+use crate::validate::Violation;
 
 /// First eight bytes of every initrd.
 pub const MAGIC: [u8; 8] = *b"CAPKINRD";
-/// Current format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version. 2: programs carry `kernel_kib`.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes in the fixed header.
 pub const HEADER_LEN: usize = 32;
 /// Largest payload accepted (keeps boot time bounded).
@@ -35,7 +42,7 @@ pub struct Payload<'a> {
     #[serde(borrow)]
     pub manifest: Manifest<'a>,
     /// Program images by name.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::vec::<_, _, IMAGES_MAX>")]
     pub programs: Vec<ProgramImage<'a>>,
 }
 
@@ -85,8 +92,10 @@ pub enum InitrdError {
     BadLength { declared: u64, available: u64 },
     /// The checksum does not match.
     BadChecksum { declared: u64, computed: u64 },
-    /// postcard could not decode the payload.
+    /// postcard could not decode the payload (or a vector exceeds its limit).
     BadPayload,
+    /// The payload decodes but breaks a manifest rule.
+    BadManifest(Violation),
 }
 
 impl core::fmt::Display for InitrdError {
@@ -112,6 +121,7 @@ impl core::fmt::Display for InitrdError {
                 "initrd checksum mismatch: header {declared:#018x}, computed {computed:#018x}"
             ),
             InitrdError::BadPayload => write!(f, "initrd payload does not decode"),
+            InitrdError::BadManifest(v) => write!(f, "{v}"),
         }
     }
 }
@@ -199,8 +209,17 @@ pub fn verify(data: &[u8]) -> Result<&[u8], InitrdError> {
     Ok(body)
 }
 
-/// Verifies and decodes an initrd, borrowing from `data`.
+/// Verifies, decodes and validates an initrd, borrowing from `data`.
 pub fn decode(data: &[u8]) -> Result<Payload<'_>, InitrdError> {
+    let payload = decode_unchecked(data)?;
+    crate::validate::payload(&payload).map_err(InitrdError::BadManifest)?;
+    Ok(payload)
+}
+
+/// Verifies and decodes an initrd without checking the manifest rules
+/// (vector lengths are still bounded). For tools that look at, or make, a
+/// bad initrd on purpose; whatever runs one uses [`decode`].
+pub fn decode_unchecked(data: &[u8]) -> Result<Payload<'_>, InitrdError> {
     let body = verify(data)?;
     postcard::from_bytes(body).map_err(|_| InitrdError::BadPayload)
 }
@@ -227,6 +246,7 @@ mod tests {
                     args: vec!["a", "b"],
                     caps: vec![CapKind::Console],
                     expect: Expect::Exit(3),
+                    kernel_kib: Some(4096),
                 }],
                 workload: None,
             },
@@ -263,6 +283,119 @@ mod tests {
         let b = &good[..good.len() - 1];
         assert!(matches!(decode(b), Err(InitrdError::BadLength { .. })));
         assert_eq!(decode(&good[..10]), Err(InitrdError::TooShort));
+    }
+
+    /// A whole initrd around a hand-made payload.
+    fn wrap(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(&checksum(body).to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// postcard's varint for a length.
+    fn varint(mut n: u64, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+
+    /// A payload whose scenario is `name` "x", no description or timeout,
+    /// then `selftests` of `declared` entries of which `present` follow.
+    fn selftests_payload(declared: u64, present: usize) -> Vec<u8> {
+        let mut b = vec![1, b'x', 0, 0];
+        varint(declared, &mut b);
+        b.extend(core::iter::repeat_n(0u8, present)); // SelfTest::Smp
+        b.extend_from_slice(&[0, 0, 0]); // no programs, no workload, no images
+        wrap(&b)
+    }
+
+    #[test]
+    fn hand_made_payload_decodes() {
+        let bytes = selftests_payload(1, 1);
+        let p = decode(&bytes).expect("valid");
+        assert_eq!(p.manifest.scenario.selftests, vec![SelfTest::Smp]);
+    }
+
+    #[test]
+    fn huge_declared_vector_refused_before_allocating() {
+        // 2^60 self-tests (or programs) would be an allocation failure if
+        // the decoder trusted the declared length.
+        assert_eq!(
+            decode(&selftests_payload(1 << 60, 4)),
+            Err(InitrdError::BadPayload)
+        );
+        let limit = crate::limits::SELFTESTS_MAX;
+        assert_eq!(
+            decode(&selftests_payload(limit as u64 + 1, limit + 1)),
+            Err(InitrdError::BadPayload)
+        );
+        let mut b = vec![1, b'x', 0, 0, 0];
+        varint(u64::MAX >> 1, &mut b);
+        assert_eq!(decode(&wrap(&b)), Err(InitrdError::BadPayload));
+    }
+
+    #[test]
+    fn vector_at_its_limit_decodes_then_rules_apply() {
+        let limit = crate::limits::SELFTESTS_MAX;
+        let bytes = selftests_payload(limit as u64, limit);
+        let p = decode_unchecked(&bytes).expect("decodes");
+        assert_eq!(p.manifest.scenario.selftests.len(), limit);
+        // ...and the rules refuse the duplicates.
+        assert!(matches!(
+            decode(&bytes),
+            Err(InitrdError::BadManifest(crate::validate::Violation {
+                rule: crate::validate::Rule::DuplicateSelfTest(SelfTest::Smp),
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn too_many_programs_refused_as_bad_payload() {
+        let specs = vec![
+            ProgramSpec {
+                name: "p",
+                args: vec![],
+                caps: vec![],
+                expect: Expect::Exit(0),
+                kernel_kib: None,
+            };
+            crate::limits::PROGRAMS_MAX + 1
+        ];
+        let p = Payload {
+            manifest: Manifest {
+                scenario: Scenario {
+                    name: "x",
+                    description: None,
+                    timeout_ms: None,
+                    selftests: vec![],
+                },
+                programs: specs,
+                workload: None,
+            },
+            programs: vec![],
+        };
+        let bytes = encode(&p).unwrap();
+        assert_eq!(decode(&bytes), Err(InitrdError::BadPayload));
+    }
+
+    #[test]
+    fn bad_manifest_is_refused_with_its_rule() {
+        let good = sample();
+        let mut p = decode(&good).unwrap();
+        p.manifest.scenario.name = "x\nSCENARIO x PASS";
+        let e = decode(&encode(&p).unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "scenario name must be 1..=48 characters from [a-z0-9-] (at [scenario] name)"
+        );
     }
 
     #[test]

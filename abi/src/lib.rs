@@ -8,7 +8,9 @@
 //! container ([`initrd`]) and the ELF rules shared by mkimage and the kernel
 //! ([`elf`]). The crate is `no_std` (with `alloc`) so that the kernel and
 //! user space use the very same definitions as the host, and host `cargo
-//! test` checks them.
+//! test` checks them. The manifest's limits ([`limits`]) and rules
+//! ([`validate`]) are here too, so mkimage and the kernel enforce the very
+//! same ones.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -19,10 +21,12 @@ pub mod elf;
 pub mod error;
 pub mod initrd;
 pub mod layout;
+pub mod limits;
 pub mod manifest;
 pub mod op;
 pub mod ring;
 pub mod startup;
+pub mod validate;
 
 /// The one system call number (in `rax`): `cap_enter(min_complete, timeout_ns)`.
 ///

@@ -2,21 +2,19 @@
 //!
 //! mkimage parses and checks the TOML (CONTRACTS.md section 2) and stores
 //! this form; the kernel's init service runs it. Strings borrow from the
-//! initrd so the kernel copies nothing.
+//! initrd so the kernel copies nothing. The rules live in
+//! [`crate::validate`], the limits in [`crate::limits`]; decoding already
+//! refuses a vector longer than its limit, before allocating it.
 
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::caps::CapKind;
+use crate::limits::{ARGS_MAX, CAPS_MAX, PROGRAMS_MAX, SELFTESTS_MAX};
+pub use crate::limits::{NAME_MAX, REPEAT_MAX, WORKERS_MAX};
 
 /// Schema version of the manifest format.
 pub const SCHEMA_VERSION: u32 = 1;
-/// Longest scenario name.
-pub const NAME_MAX: usize = 48;
-/// Largest integer `workers` value.
-pub const WORKERS_MAX: u32 = 256;
-/// Largest `repeat` value.
-pub const REPEAT_MAX: u32 = 100;
 
 /// A whole scenario.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +23,7 @@ pub struct Manifest<'a> {
     #[serde(borrow)]
     pub scenario: Scenario<'a>,
     /// `[[program]]`, in order.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::vec::<_, _, PROGRAMS_MAX>")]
     pub programs: Vec<ProgramSpec<'a>>,
     /// `[workload]`, if any.
     pub workload: Option<Workload>,
@@ -41,6 +39,7 @@ pub struct Scenario<'a> {
     /// Guest-side watchdog; the scenario FAILs when it fires.
     pub timeout_ms: Option<u64>,
     /// Kernel self-tests init runs before the programs (`selftests = [..]`).
+    #[serde(deserialize_with = "bounded::vec::<_, _, SELFTESTS_MAX>")]
     pub selftests: Vec<SelfTest>,
 }
 
@@ -74,12 +73,17 @@ pub struct ProgramSpec<'a> {
     /// Name of a program image in the initrd.
     pub name: &'a str,
     /// Arguments.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "bounded::vec::<_, _, ARGS_MAX>")]
     pub args: Vec<&'a str>,
     /// Capabilities granted, in slot order from slot 1.
+    #[serde(deserialize_with = "bounded::vec::<_, _, CAPS_MAX>")]
     pub caps: Vec<CapKind>,
     /// What counts as success.
     pub expect: Expect,
+    /// This program's kernel-memory budget in KiB, shared with the
+    /// children it spawns; `None` means
+    /// [`crate::limits::KERNEL_KIB_DEFAULT`].
+    pub kernel_kib: Option<u32>,
 }
 
 /// A program's expected end.
@@ -171,12 +175,54 @@ impl Mode {
     }
 }
 
-/// Whether `name` is a valid scenario name.
+/// Whether `name` is a valid scenario name ([`crate::validate::scenario_name`]).
 pub fn valid_scenario_name(name: &str) -> bool {
-    (1..=NAME_MAX).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    crate::validate::scenario_name(name).is_ok()
+}
+
+pub(crate) mod bounded {
+    //! Decoding a vector with a length limit: a declared length above the
+    //! limit is refused before anything is allocated (postcard declares
+    //! every length up front), and a sequence that does not declare one is
+    //! cut off at the limit.
+    use alloc::vec::Vec;
+    use core::fmt;
+    use core::marker::PhantomData;
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+
+    struct Bounded<T, const N: usize>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Bounded<T, N> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a sequence of at most {N} elements")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let declared = seq.size_hint().unwrap_or(0);
+            if declared > N {
+                return Err(A::Error::invalid_length(declared, &self));
+            }
+            let mut out = Vec::with_capacity(declared);
+            while let Some(item) = seq.next_element()? {
+                if out.len() == N {
+                    return Err(A::Error::invalid_length(N + 1, &self));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+
+    /// A `Vec<T>` of at most `N` elements.
+    pub fn vec<'de, D, T, const N: usize>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        d.deserialize_seq(Bounded::<T, N>(PhantomData))
+    }
 }
 
 /// The program the init service runs for a `[workload]`.

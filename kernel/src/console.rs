@@ -2,7 +2,8 @@
 //!
 //! One lock serializes all output so lines from different CPUs never mix.
 //! Each protocol line (CONTRACTS.md section 4) is written under one lock
-//! hold, so it reaches the host whole.
+//! hold, so it reaches the host whole. Strings that come from the manifest
+//! go through [`Escaped`], so they can never end a line or forge one.
 
 use core::fmt::{self, Write};
 
@@ -43,6 +44,30 @@ pub fn print_panic(args: fmt::Arguments<'_>) {
         core::hint::spin_loop();
     }
     let _ = Serial.write_fmt(args);
+}
+
+/// Displays a string from an untrusted source (the manifest) as one
+/// protocol token: bytes outside `0x21..=0x7e`, and the backslash, are
+/// written as `\xNN`. The manifest rules already allow only plain names;
+/// this is the second line of defence, for whatever reaches the console.
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if (0x21..=0x7e).contains(&b) && b != b'\\' {
+                continue;
+            }
+            // Plain runs are whole ASCII characters, so these slices fall
+            // on character boundaries.
+            f.write_str(self.0.get(start..i).unwrap_or(""))?;
+            write!(f, "\\x{b:02x}")?;
+            start = i + 1;
+        }
+        f.write_str(self.0.get(start..).unwrap_or(""))
+    }
 }
 
 /// `print!` for the kernel.

@@ -5,7 +5,13 @@
 //! args and caps), judges each end against its `expect`, then runs the
 //! workload program if there is a `[workload]`, and finally prints the
 //! CPUSTAT lines and the one SCENARIO verdict and powers off. A watchdog
-//! timer enforces `timeout_ms`.
+//! timer enforces `timeout_ms`; it is armed before anything else runs
+//! (self-tests included), so no step can outlast it.
+//!
+//! The manifest was validated when the initrd was decoded
+//! ([`crate::initrd`]); still, every string from it that reaches the
+//! console (scenario name, program names) is printed through
+//! [`Escaped`], so it can never end a line or forge one.
 
 use alloc::format;
 use alloc::string::String;
@@ -18,6 +24,7 @@ use spin::Once;
 
 use crate::arch;
 use crate::cap::table::Cap;
+use crate::console::Escaped;
 use crate::mm;
 use crate::proc::{self, ExitStatus, Waiter};
 use crate::sync::IrqMutex;
@@ -48,9 +55,15 @@ static STATE: IrqMutex<State> = IrqMutex::new(State {
 /// Boots the scenario and becomes this CPU's scheduler.
 pub fn run(initrd: Payload<'static>) -> ! {
     let m = MANIFEST.call_once(|| initrd.manifest.clone());
+    // First of all, so that self-tests and boot checks are bounded too.
+    if let Some(ms) = m.scenario.timeout_ms {
+        let deadline =
+            arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
+        crate::sched::timer::add(deadline, crate::sched::timer::TimerEvent::Watchdog);
+    }
     kprintln!(
         "init: scenario {} ({} program(s), workload: {})",
-        m.scenario.name,
+        Escaped(m.scenario.name),
         m.programs.len(),
         m.workload.is_some()
     );
@@ -60,11 +73,6 @@ pub fn run(initrd: Payload<'static>) -> ! {
     }
     if !crate::selftest::run(&m.scenario.selftests) {
         STATE.lock().failures.push(String::from("selftests"));
-    }
-    if let Some(ms) = m.scenario.timeout_ms {
-        let deadline =
-            arch::rdtsc().saturating_add(crate::time::ns_to_tsc(ms.saturating_mul(1_000_000)));
-        crate::sched::timer::add(deadline, crate::sched::timer::TimerEvent::Watchdog);
     }
     {
         let mut s = STATE.lock();
@@ -106,19 +114,19 @@ struct Step {
     kernel_kib: u32,
 }
 
-/// The budget of a program whose manifest entry does not set one.
-const DEFAULT_KERNEL_KIB: u32 = 32768;
 
 fn step(i: usize) -> Option<Step> {
     let m = MANIFEST.get()?;
     if let Some(p) = m.programs.get(i) {
         return Some(Step {
-            label: String::from(p.name),
+            // Escaped once here: every line and reason that names the step
+            // uses this label.
+            label: format!("{}", Escaped(p.name)),
             name: p.name,
             args: p.args.iter().map(|a| String::from(*a)).collect(),
             caps: p.caps.clone(),
             expect: p.expect,
-            kernel_kib: DEFAULT_KERNEL_KIB,
+            kernel_kib: p.kernel_kib.unwrap_or(abi::limits::KERNEL_KIB_DEFAULT),
         });
     }
     let w = m.workload.as_ref().filter(|_| i == m.programs.len())?;
@@ -143,7 +151,7 @@ fn step(i: usize) -> Option<Step> {
         ],
         caps: alloc::vec![Console, Timer, Spawner, Stats],
         expect: Expect::Exit(0),
-        kernel_kib: DEFAULT_KERNEL_KIB,
+        kernel_kib: abi::limits::KERNEL_KIB_DEFAULT,
     })
 }
 
@@ -297,11 +305,11 @@ fn finish() -> ! {
 pub fn verdict(name: &str, result: Result<(), &str>) -> ! {
     match result {
         Ok(()) => {
-            kprintln!("SCENARIO {name} PASS");
+            kprintln!("SCENARIO {} PASS", Escaped(name));
             arch::qemu::exit(abi::QEMU_EXIT_PASS)
         }
         Err(reason) => {
-            kprintln!("SCENARIO {name} FAIL reason={reason}");
+            kprintln!("SCENARIO {} FAIL reason={reason}", Escaped(name));
             arch::qemu::exit(abi::QEMU_EXIT_FAIL)
         }
     }

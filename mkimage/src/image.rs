@@ -14,6 +14,11 @@ use abi::initrd::{Payload, ProgramImage};
 
 use crate::diag::{Diagnostic, Problem, Problems, SourceFile};
 use crate::manifest::{self, ManifestDoc, Repeat};
+use crate::read::ReadError;
+
+/// Largest program file read: a bigger one could not fit in the initrd's
+/// payload ([`abi::initrd::PAYLOAD_MAX`]) anyway.
+pub const PROGRAM_FILE_MAX: u64 = abi::initrd::PAYLOAD_MAX;
 
 /// What `mkimage build` was asked to do.
 #[derive(Clone, Debug)]
@@ -31,6 +36,11 @@ pub enum BuildError {
     Invalid(Problems),
     /// postcard could not encode the payload.
     Encode(postcard::Error),
+    /// The payload would be larger than the kernel accepts.
+    TooLarge(usize),
+    /// The payload breaks a rule of [`abi::validate`] (a bug in mkimage's
+    /// own checks: it must never write an initrd the kernel refuses).
+    Refused(abi::validate::Violation),
 }
 
 impl fmt::Display for BuildError {
@@ -38,6 +48,12 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Invalid(p) => write!(f, "{p}"),
             BuildError::Encode(e) => write!(f, "cannot encode the initrd payload: {e}"),
+            BuildError::TooLarge(n) => write!(
+                f,
+                "the initrd payload would be {n} bytes, more than the limit of {} bytes",
+                abi::initrd::PAYLOAD_MAX
+            ),
+            BuildError::Refused(v) => write!(f, "the initrd would be refused: {v}"),
         }
     }
 }
@@ -82,12 +98,12 @@ pub fn load_programs(
     for (name, offset) in doc.required_programs() {
         let path = dir.join(name);
         let shown = path.display().to_string();
-        match std::fs::read(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match crate::read::regular_file(&path, PROGRAM_FILE_MAX) {
+            Err(ReadError::NotFound) => {
                 let msg = format!("program {name:?} not found in {}", dir.display());
                 problems.push(src.problem(&Diagnostic::new(offset, msg)));
             }
-            Err(e) => problems.push(Problem::file(shown, format!("cannot read: {e}"))),
+            Err(e) => problems.push(e.problem(&shown)),
             Ok(elf) => match validate_elf(&elf) {
                 Err(e) => problems.push(Problem::file(shown, format!("bad program ELF: {e}"))),
                 Ok(_) => loaded.push(LoadedProgram {
@@ -137,7 +153,13 @@ pub fn encode(doc: &ManifestDoc, programs: &[LoadedProgram]) -> Result<Vec<u8>, 
             })
             .collect(),
     };
-    abi::initrd::encode(&payload).map_err(BuildError::Encode)
+    abi::validate::payload(&payload).map_err(BuildError::Refused)?;
+    let bytes = abi::initrd::encode(&payload).map_err(BuildError::Encode)?;
+    let body = bytes.len().saturating_sub(abi::initrd::HEADER_LEN);
+    if u64::try_from(body).map_or(true, |b| b > abi::initrd::PAYLOAD_MAX) {
+        return Err(BuildError::TooLarge(body));
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! `mkimage inspect`: verify an initrd and describe what it holds.
 //!
 //! Decoding goes through [`abi::initrd::decode`] (header, checksum,
-//! payload), the very code the kernel runs; each image is re-checked with
+//! payload, every manifest rule), the very code the kernel runs, so names
+//! printed here are already known to be plain tokens; each image is re-checked with
 //! [`abi::elf::validate`] and its load plan printed. The output is plain
 //! `key=value` lines meant for people and for grep.
 
@@ -78,11 +79,12 @@ fn describe_manifest(text: &mut String, payload: &Payload<'_>) {
         let caps: Vec<&str> = p.caps.iter().map(|k: &CapKind| k.name()).collect();
         let _ = writeln!(
             text,
-            "program index={i} name={} args={:?} caps=[{}] expect={}",
+            "program index={i} name={} args={:?} caps=[{}] expect={} kernel_kib={}",
             p.name,
             p.args,
             caps.join(","),
-            expect(p.expect)
+            expect(p.expect),
+            p.kernel_kib.unwrap_or(abi::limits::KERNEL_KIB_DEFAULT)
         );
     }
     if let Some(w) = m.workload {

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use mkimage::diag::{Problem, Problems};
+use mkimage::forge;
 use mkimage::image::{self, BuildOptions};
 use mkimage::manifest::{self, Repeat};
 
@@ -126,7 +127,7 @@ fn parse_build(args: &[OsString]) -> anyhow::Result<BuildArgs> {
                 })?;
                 repeat = Some(r);
             }
-            f if f.starts_with('-') => return Err(usage(format!("unknown option {f}"))),
+            f if f.starts_with('-') => return Err(usage(format!("unknown option {f:?}"))),
             _ if manifest.is_none() => manifest = Some(PathBuf::from(arg)),
             _ => return Err(usage(format!("unexpected argument {text:?}"))),
         }
@@ -147,7 +148,15 @@ fn parse_build(args: &[OsString]) -> anyhow::Result<BuildArgs> {
 fn build(args: &[OsString]) -> anyhow::Result<()> {
     let args = parse_build(args)?;
     let shown = args.manifest.display().to_string();
-    let bytes = image::build_file(&args.manifest, &shown, &args.options)?;
+    let mut bytes = image::build_file(&args.manifest, &shown, &args.options)?;
+    if let Some(how) = std::env::var_os(forge::FORGE_ENV) {
+        // Test hook (see mkimage::forge): break a rule on purpose.
+        let how = how
+            .to_str()
+            .and_then(forge::Forgery::from_name)
+            .ok_or_else(|| anyhow::anyhow!("{}: unknown forgery {how:?}", forge::FORGE_ENV))?;
+        bytes = forge::forge(&bytes, how).map_err(anyhow::Error::msg)?;
+    }
     // Write beside the target, then rename, so that a failed run never
     // leaves a half-written initrd for make to pick up.
     let mut tmp = args.output.clone().into_os_string();
@@ -163,8 +172,9 @@ fn build(args: &[OsString]) -> anyhow::Result<()> {
 fn inspect(args: &[OsString]) -> anyhow::Result<()> {
     let path = single_path(args, "INITRD")?;
     let shown = path.display().to_string();
-    let bytes = std::fs::read(&path)
-        .map_err(|e| Problems(vec![Problem::file(&shown, format!("cannot read: {e}"))]))?;
+    let limit = abi::initrd::PAYLOAD_MAX + abi::initrd::HEADER_LEN as u64;
+    let bytes =
+        mkimage::read::regular_file(&path, limit).map_err(|e| Problems(vec![e.problem(&shown)]))?;
     let found = mkimage::inspect::inspect(&bytes)
         .map_err(|e| Problem::file(&shown, e.to_string()))
         .map_err(|p| Problems(vec![p]))?;

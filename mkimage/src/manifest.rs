@@ -7,17 +7,21 @@
 //! first. The result owns its strings (TOML escapes may need unescaping)
 //! and lends them out as the borrowed [`abi::manifest::Manifest`] that goes
 //! into the initrd.
+//!
+//! This module owns the TOML side (keys, types, words); every rule about a
+//! value is [`abi::validate`]'s, the very code the kernel runs on the
+//! decoded initrd, called here value by value so that each violation is
+//! reported at its key or value.
 
 use std::path::Path;
 
 use abi::caps::CapKind;
-use abi::manifest::{
-    self as am, Expect, Mode, Workers, Workload, WorkloadKind, NAME_MAX, REPEAT_MAX, WORKERS_MAX,
-};
+use abi::manifest::{self as am, Expect, Mode, Workers, Workload, WorkloadKind};
+use abi::validate::{self, Rule};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-use crate::diag::{Diagnostic, Problem, Problems, SourceFile};
+use crate::diag::{Diagnostic, Problems, SourceFile};
 
 /// A TOML value with its byte span.
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -27,7 +31,7 @@ const TOP_KEYS: &[&str] = &["scenario", "program", "workload"];
 /// Keys allowed in `[scenario]`.
 const SCENARIO_KEYS: &[&str] = &["name", "description", "timeout_ms", "selftests"];
 /// Keys allowed in each `[[program]]`.
-const PROGRAM_KEYS: &[&str] = &["name", "args", "caps", "expect"];
+const PROGRAM_KEYS: &[&str] = &["name", "args", "caps", "expect", "kernel_kib"];
 /// Keys allowed in `[workload]`.
 const WORKLOAD_KEYS: &[&str] = &[
     "kind",
@@ -71,6 +75,8 @@ pub struct ProgramDef {
     pub caps: Vec<CapKind>,
     /// What counts as success (default `exit:0`).
     pub expect: Expect,
+    /// Kernel-memory budget in KiB, if given.
+    pub kernel_kib: Option<u32>,
 }
 
 /// `[workload]`, checked.
@@ -111,6 +117,7 @@ impl ManifestDoc {
                     args: p.args.iter().map(String::as_str).collect(),
                     caps: p.caps.clone(),
                     expect: p.expect,
+                    kernel_kib: p.kernel_kib,
                 })
                 .collect(),
             workload: self.workload.map(|w| w.spec),
@@ -152,14 +159,14 @@ impl ManifestDoc {
     }
 }
 
-/// A `repeat` count, range-checked: 1..=[`REPEAT_MAX`].
+/// A `repeat` count, range-checked by [`validate::repeat`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Repeat(u32);
 
 impl Repeat {
     /// Checks the range.
     pub fn new(n: u32) -> Option<Repeat> {
-        (1..=REPEAT_MAX).contains(&n).then_some(Repeat(n))
+        validate::repeat(n).ok().map(|()| Repeat(n))
     }
 
     /// Parses a decimal count (as given to `--repeat`).
@@ -177,8 +184,8 @@ impl Repeat {
 /// gave it, used verbatim in messages. On success also returns the source,
 /// for locating later errors (a missing program) in it.
 pub fn load(path: &Path, shown: &str) -> Result<(SourceFile, ManifestDoc), Problems> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Problems(vec![Problem::file(shown, format!("cannot read: {e}"))]))?;
+    let bytes = crate::read::regular_file(path, abi::limits::MANIFEST_FILE_MAX)
+        .map_err(|e| Problems(vec![e.problem(shown)]))?;
     let (src, result) = check_bytes(shown, &bytes);
     match result {
         Ok(doc) => Ok((src, doc)),
@@ -229,7 +236,12 @@ pub fn parse(text: &str) -> Result<ManifestDoc, Vec<Diagnostic>> {
     };
     let doc = checker.document(doc.get_ref());
     match doc {
-        Some(doc) if checker.diags.is_empty() => Ok(doc),
+        Some(doc) if checker.diags.is_empty() => match validate::manifest(&doc.to_abi()) {
+            Ok(()) => Ok(doc),
+            // Every rule was applied at its value above; this is the net
+            // that keeps mkimage from ever writing what the kernel refuses.
+            Err(v) => Err(vec![Diagnostic::new(0, v.to_string())]),
+        },
         _ => Err(checker.diags),
     }
 }
@@ -394,6 +406,33 @@ impl Checker<'_> {
         })
     }
 
+    /// Applies one of [`abi::validate`]'s rules to the value `v`: on a
+    /// violation, records the rule's message at the value, followed by
+    /// `found X` (X as [`Self::found`] shows it) or by `extra`.
+    fn rule(&mut self, v: &Value<'_>, result: Result<(), Rule>, extra: Option<String>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(rule) => {
+                let shown = extra.unwrap_or_else(|| self.found(v));
+                self.err(v.span().start, format!("{rule}, found {shown}"));
+                false
+            }
+        }
+    }
+
+    /// An integer that fits `T`; otherwise `rule`'s message at the value.
+    fn int_as<T: TryFrom<i64>>(&mut self, v: &Value<'_>, rule: Rule) -> Option<T> {
+        let n = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+            _ => None,
+        };
+        let t = n.and_then(|n| T::try_from(n).ok());
+        if t.is_none() {
+            self.wrong(v, &rule.to_string());
+        }
+        t
+    }
+
     fn scenario(&mut self, t: &DeTable<'_>, header: usize) -> Option<ScenarioDef> {
         const LABEL: &str = "[scenario]";
         self.unknown_keys(t, SCENARIO_KEYS, &format!("in {LABEL}"));
@@ -404,13 +443,18 @@ impl Checker<'_> {
             None => Some(None),
             Some(v) => self
                 .string(v, "description must be a string")
-                .map(|s| Some(s.to_string())),
+                .map(str::to_string)
+                .filter(|s| {
+                    let bytes = format!("{} bytes", s.len());
+                    self.rule(v, validate::description(s), Some(bytes))
+                })
+                .map(Some),
         };
         let timeout_ms = match get(t, "timeout_ms") {
             None => Some(None),
             Some(v) => self
-                .int_in(v, 1..=i64::MAX, "timeout_ms must be a positive integer")
-                .and_then(|n| u64::try_from(n).ok())
+                .int_as::<u64>(v, Rule::TimeoutMs)
+                .filter(|ms| self.rule(v, validate::timeout_ms(*ms), None))
                 .map(Some),
         };
         let selftests = match get(t, "selftests") {
@@ -435,44 +479,41 @@ impl Checker<'_> {
             self.wrong(v, &expected);
             return None;
         };
-        let mut out = Some(Vec::new());
+        let mut ok = true;
+        let mut found = Vec::new();
         for item in items.iter() {
             let Some(word) = self.string(item, &expected) else {
-                out = None;
+                ok = false;
                 continue;
             };
-            let Some(test) = am::SelfTest::from_name(word) else {
-                self.err(
-                    item.span().start,
-                    format!(
-                        "unknown self-test {word:?} (expected one of {})",
-                        names.join(", ")
-                    ),
-                );
-                out = None;
-                continue;
-            };
-            match out.as_mut() {
-                Some(list) if list.contains(&test) => {
-                    self.err(item.span().start, format!("duplicate self-test {word:?}"));
-                    out = None;
+            match am::SelfTest::from_name(word) {
+                Some(test) => found.push((test, item.span().start)),
+                None => {
+                    self.err(
+                        item.span().start,
+                        format!(
+                            "unknown self-test {word:?} (expected one of {})",
+                            names.join(", ")
+                        ),
+                    );
+                    ok = false;
                 }
-                Some(list) => list.push(test),
-                None => {}
             }
         }
-        out
+        let tests: Vec<am::SelfTest> = found.iter().map(|(t, _)| *t).collect();
+        validate::selftests(&tests, |j, rule| {
+            let at = j.and_then(|j| found.get(j)).map_or(v.span().start, |f| f.1);
+            self.err(at, rule.to_string());
+            ok = false;
+        });
+        ok.then_some(tests)
     }
 
     fn scenario_name(&mut self, v: &Value<'_>) -> Option<String> {
-        let expected = format!("scenario name must be 1..={NAME_MAX} characters from [a-z0-9-]");
-        let name = self.string(v, &expected)?;
-        if am::valid_scenario_name(name) {
-            Some(name.to_string())
-        } else {
-            self.wrong(v, &expected);
-            None
-        }
+        let name = self.string(v, &Rule::ScenarioName.to_string())?;
+        let name = name.to_string();
+        self.rule(v, validate::scenario_name(&name), None)
+            .then_some(name)
     }
 
     fn programs(&mut self, v: &Value<'_>) -> Option<Vec<ProgramDef>> {
@@ -482,6 +523,13 @@ impl Checker<'_> {
             return None;
         };
         let mut out = Some(Vec::new());
+        if let Err(rule) = validate::program_count(items.len()) {
+            let at = items
+                .get(abi::limits::PROGRAMS_MAX)
+                .map_or(v.span().start, |i| i.span().start);
+            self.err(at, format!("{rule}, found {}", items.len()));
+            out = None;
+        }
         for item in items.iter() {
             let def = self
                 .table(item, EXPECTED)
@@ -516,6 +564,13 @@ impl Checker<'_> {
             None => Some(Expect::Exit(0)),
             Some(v) => self.expect(v),
         };
+        let kernel_kib = match get(t, "kernel_kib") {
+            None => Some(None),
+            Some(v) => self
+                .int_as::<u32>(v, Rule::KernelKib)
+                .filter(|k| self.rule(v, validate::kernel_kib(*k), None))
+                .map(Some),
+        };
         let (name, name_offset) = name?;
         Some(ProgramDef {
             name,
@@ -523,21 +578,17 @@ impl Checker<'_> {
             args: args?,
             caps: caps?,
             expect: expect?,
+            kernel_kib: kernel_kib?,
         })
     }
 
-    /// A program name is a file name in the programs directory: non-empty,
-    /// no path separators, not `.` or `..`, no NUL.
+    /// A program name is a plain file name in the programs directory
+    /// ([`validate::program_name`]).
     fn program_name(&mut self, v: &Value<'_>) -> Option<String> {
-        const EXPECTED: &str = "program name must be a non-empty file name (no '/')";
-        let name = self.string(v, EXPECTED)?;
-        let bad =
-            name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']);
-        if bad {
-            self.wrong(v, EXPECTED);
-            return None;
-        }
-        Some(name.to_string())
+        let name = self.string(v, &Rule::ProgramName.to_string())?;
+        let name = name.to_string();
+        self.rule(v, validate::program_name(&name), None)
+            .then_some(name)
     }
 
     fn args(&mut self, v: &Value<'_>) -> Option<Vec<String>> {
@@ -547,8 +598,18 @@ impl Checker<'_> {
             return None;
         };
         let mut out = Some(Vec::new());
+        if let Err(rule) = validate::arg_count(items.len()) {
+            let at = items
+                .get(abi::limits::ARGS_MAX)
+                .map_or(v.span().start, |i| i.span().start);
+            self.err(at, format!("{rule}, found {}", items.len()));
+            out = None;
+        }
         for item in items.iter() {
-            let arg = self.string(item, EXPECTED).map(str::to_string);
+            let arg = self.string(item, EXPECTED).map(str::to_string).filter(|a| {
+                let bytes = format!("{} bytes", a.len());
+                self.rule(item, validate::arg(a), Some(bytes))
+            });
             out = out.zip(arg).map(|(mut list, a)| {
                 list.push(a);
                 list
@@ -567,35 +628,34 @@ impl Checker<'_> {
             self.wrong(v, &expected);
             return None;
         };
-        let mut out = Some(Vec::new());
-        let mut seen: Vec<CapKind> = Vec::new();
+        let mut ok = true;
+        let mut found = Vec::new();
         for item in items.iter() {
             let Some(word) = self.string(item, &expected) else {
-                out = None;
+                ok = false;
                 continue;
             };
-            let Some(kind) = CapKind::from_name(word) else {
-                self.err(
-                    item.span().start,
-                    format!(
-                        "unknown capability {word:?} (expected one of {})",
-                        names.join(", ")
-                    ),
-                );
-                out = None;
-                continue;
-            };
-            if seen.contains(&kind) {
-                self.err(item.span().start, format!("duplicate capability {word:?}"));
-                out = None;
-                continue;
-            }
-            seen.push(kind);
-            if let Some(list) = &mut out {
-                list.push(kind);
+            match CapKind::from_name(word) {
+                Some(kind) => found.push((kind, item.span().start)),
+                None => {
+                    self.err(
+                        item.span().start,
+                        format!(
+                            "unknown capability {word:?} (expected one of {})",
+                            names.join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
             }
         }
-        out
+        let kinds: Vec<CapKind> = found.iter().map(|(k, _)| *k).collect();
+        validate::caps(&kinds, |j, rule| {
+            let at = j.and_then(|j| found.get(j)).map_or(v.span().start, |f| f.1);
+            self.err(at, rule.to_string());
+            ok = false;
+        });
+        ok.then_some(kinds)
     }
 
     fn expect(&mut self, v: &Value<'_>) -> Option<Expect> {
@@ -619,17 +679,19 @@ impl Checker<'_> {
             .and_then(|v| self.unsigned(v, "lo"));
         let hi_value = self.required(t, "hi", header, LABEL);
         let hi = hi_value.and_then(|v| self.unsigned(v, "hi"));
+        let mut range_ok = false;
         if let (Some(lo), Some(h), Some(v)) = (lo, hi, hi_value) {
-            if h <= lo {
-                self.err(
-                    v.span().start,
-                    format!("hi must be greater than lo ({lo}), found {h}"),
-                );
+            range_ok = self.rule(v, validate::hi(lo, h), None);
+        }
+        let expected_value = self.required(t, "expected", header, LABEL);
+        let mut expected = expected_value.and_then(|v| self.unsigned(v, "expected"));
+        if let (true, Some(lo), Some(h), Some(e), Some(v)) =
+            (range_ok, lo, hi, expected, expected_value)
+        {
+            if !self.rule(v, validate::expected(lo, h, e), None) {
+                expected = None;
             }
         }
-        let expected = self
-            .required(t, "expected", header, LABEL)
-            .and_then(|v| self.unsigned(v, "expected"));
         let workers = self
             .required(t, "workers", header, LABEL)
             .and_then(|v| self.workers(v));
@@ -638,24 +700,26 @@ impl Checker<'_> {
             .and_then(|v| self.mode(v));
         let repeat = match get(t, "repeat") {
             None => Some(1),
-            Some(v) => {
-                let expected = format!("repeat must be an integer 1..={REPEAT_MAX}");
-                self.int_in(v, 1..=i64::from(REPEAT_MAX), &expected)
-                    .and_then(|n| u32::try_from(n).ok())
-            }
+            Some(v) => self
+                .int_as::<u32>(v, Rule::Repeat)
+                .filter(|r| self.rule(v, validate::repeat(*r), None)),
         };
         let serialize = match get(t, "serialize") {
             None => Some(false),
-            Some(v) => self.bool(v, "serialize must be true or false"),
+            Some(v) => self
+                .bool(v, "serialize must be true or false")
+                .filter(|s| match mode {
+                    Some(m) => self.rule(v, validate::serialize(m, *s), None),
+                    None => true,
+                }),
         };
-        let (lo, hi) = (lo?, hi?);
-        if hi <= lo {
+        if !range_ok {
             return None;
         }
         let spec = Workload {
             kind: kind?,
-            lo,
-            hi,
+            lo: lo?,
+            hi: hi?,
             expected: expected?,
             workers: workers?,
             mode: mode?,
@@ -680,18 +744,12 @@ impl Checker<'_> {
     }
 
     fn workers(&mut self, v: &Value<'_>) -> Option<Workers> {
-        let expected = format!("workers must be an integer 1..={WORKERS_MAX} or {WORKERS_CPUS:?}");
-        match v.get_ref() {
-            DeValue::String(s) if s == WORKERS_CPUS => Some(Workers::Cpus),
-            DeValue::Integer(_) => self
-                .int_in(v, 1..=i64::from(WORKERS_MAX), &expected)
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Workers::Count),
-            _ => {
-                self.wrong(v, &expected);
-                None
-            }
-        }
+        let workers = match v.get_ref() {
+            DeValue::String(s) if s == WORKERS_CPUS => Workers::Cpus,
+            _ => Workers::Count(self.int_as::<u32>(v, Rule::Workers)?),
+        };
+        self.rule(v, validate::workers(workers), None)
+            .then_some(workers)
     }
 
     fn mode(&mut self, v: &Value<'_>) -> Option<Mode> {
@@ -793,11 +851,13 @@ mod tests {
             ]
         );
         assert_eq!(p.expect, Expect::Exit(-3));
+        assert_eq!(p.kernel_kib, Some(16384));
         assert_eq!(doc.programs[1].expect, Expect::Fault);
+        assert_eq!(doc.programs[1].kernel_kib, None);
         let w = doc.workload.expect("workload").spec;
         assert_eq!((w.lo, w.hi, w.expected), (0, 1_000_000, 78_498));
         assert_eq!(w.workers, Workers::Cpus);
-        assert_eq!(w.mode, Mode::Process);
+        assert_eq!(w.mode, Mode::Thread);
         assert_eq!((w.repeat, w.serialize), (3, true));
         let m = doc.to_abi();
         assert_eq!(m.programs[0].args, ["--rounds", "1000"]);
@@ -875,7 +935,7 @@ mod tests {
             one(&format!(
                 "{SCENARIO}[[program]]\nname = \"p\"\n  cap = []\n"
             )),
-            "m.toml:5:3: unknown key \"cap\" in [[program]] (allowed: name, args, caps, expect)"
+            "m.toml:5:3: unknown key \"cap\" in [[program]] (allowed: name, args, caps, expect, kernel_kib)"
         );
         assert!(one(&workload(&format!("{WORKLOAD_OK}threads = 2\n")))
             .starts_with("m.toml:10:1: unknown key \"threads\" in [workload]"));
@@ -896,7 +956,7 @@ mod tests {
         );
         assert_eq!(
             one("[scenario]\nname = \"t\"\ntimeout_ms = \"10\"\n"),
-            "m.toml:3:14: timeout_ms must be a positive integer, found \"10\""
+            "m.toml:3:14: timeout_ms must be an integer 1..=86400000, found \"10\""
         );
         assert_eq!(
             one(&format!(
@@ -1090,7 +1150,7 @@ mod tests {
         let e = one(&format!("{SCENARIO}[[program]]\nname = \"../p\"\n"));
         assert_eq!(
             e,
-            "m.toml:4:8: program name must be a non-empty file name (no '/'), found \"../p\""
+            "m.toml:4:8: program name must be 1..=64 characters from [A-Za-z0-9._-], not \".\" or \"..\", found \"../p\""
         );
         assert!(one(&format!("{SCENARIO}[[program]]\nname = \"\"\n")).starts_with("m.toml:4:8: "));
     }
@@ -1118,7 +1178,7 @@ mod tests {
     fn timeout_must_be_positive() {
         assert_eq!(
             one("[scenario]\nname = \"t\"\ntimeout_ms = 0\n"),
-            "m.toml:3:14: timeout_ms must be a positive integer, found 0"
+            "m.toml:3:14: timeout_ms must be an integer 1..=86400000, found 0"
         );
     }
 

@@ -366,7 +366,7 @@ fn build_inspect_round_trip_with_repeat_override() {
         "scenario name=scale",
         "  description=\"d\"",
         "  timeout_ms=9000",
-        "program index=0 name=hello args=[\"-v\", \"x y\"] caps=[console,stats] expect=fault",
+        "program index=0 name=hello args=[\"-v\", \"x y\"] caps=[console,stats] expect=fault kernel_kib=32768",
         "workload kind=primes lo=0 hi=1000 expected=168 workers=cpus mode=thread repeat=7 serialize=false",
         &format!("image name=primes bytes={}", elf.len()),
         "  entry=0x401000",

@@ -17,6 +17,12 @@
 //!   reject).
 //!
 //! Workers make no system call and print nothing while they count.
+//!
+//! A worker that fails (bad arguments, a range the workload cannot count,
+//! a fault, a kill) never counts as 0: its status is a negative code from
+//! [`status`], the parent prints a line naming the worker and the reason,
+//! its run's SCALE line shows `ok=0`, and the parent exits
+//! [`status::PARENT_WORKER_FAILED`], so the scenario FAILs.
 
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
@@ -25,6 +31,8 @@
 mod parent;
 #[cfg(target_os = "none")]
 mod report;
+#[cfg(target_os = "none")]
+mod status;
 
 #[cfg(target_os = "none")]
 rt::entry!(main);
@@ -43,8 +51,8 @@ fn main(args: &rt::Args) -> i64 {
     }
 }
 
-/// A worker process: `worker IDX W LO HI`; exits with its count (-1 on bad
-/// arguments, which the parent reports as a wrong count).
+/// A worker process: `worker IDX W LO HI`; exits with its count, or with
+/// a negative [`status`] code that the parent reports as a failure.
 #[cfg(target_os = "none")]
 fn worker_process(args: &rt::Args) -> i64 {
     let (Some(idx), Some(w), Some(lo), Some(hi)) = (
@@ -53,17 +61,14 @@ fn worker_process(args: &rt::Args) -> i64 {
         args.get_u64(3),
         args.get_u64(4),
     ) else {
-        return -1;
+        return status::BAD_ARGUMENTS;
     };
     let (Ok(idx), Ok(w)) = (u32::try_from(idx), u32::try_from(w)) else {
-        return -1;
+        return status::BAD_ARGUMENTS;
     };
     // About 114 KiB on the 256 KiB main stack: no mapping needed.
     let mut scratch = workload::Scratch::new();
-    match workload::count_worker(lo, hi, idx, w, &mut scratch) {
-        Ok(n) => i64::try_from(n).unwrap_or(-1),
-        Err(_) => -1,
-    }
+    status::of_count(workload::count_worker(lo, hi, idx, w, &mut scratch))
 }
 
 /// The host build (for `cargo test` at the workspace level) has no main

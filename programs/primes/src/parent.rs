@@ -1,6 +1,12 @@
 //! The parent: argument parsing, the timed runs in both modes, the verdict.
+//!
+//! A failure stays a failure: a worker that ends any way but with a count
+//! (negative status, fault, kill, failed join) makes its run `ok=0` and the
+//! parent exit [`status::PARENT_WORKER_FAILED`], with a line naming the
+//! worker and why; it never adds 0 to the total.
 
-use crate::report::{self, BusyList, WorkerResult};
+use crate::report::{self, BusyList, Failure, WorkerResult};
+use crate::status;
 use abi::caps::CapKind;
 use abi::manifest::WORKERS_MAX;
 use abi::op::{ExitKind, Op};
@@ -63,7 +69,10 @@ fn parse(a: &Args) -> Option<Config> {
         repeat: a.get_u64(6)?,
         serialize,
     };
-    let ok = c.hi > c.lo && (1..=WORKERS_MAX as usize).contains(&c.workers) && c.repeat >= 1;
+    let ok = c.hi > c.lo
+        && c.hi <= abi::limits::HI_MAX
+        && (1..=WORKERS_MAX as usize).contains(&c.workers)
+        && c.repeat >= 1;
     ok.then_some(c)
 }
 
@@ -82,7 +91,7 @@ pub fn run(a: &Args) -> i64 {
         cpus,
         tsc_hz,
     };
-    let mut all_ok = true;
+    let mut worst = RunVerdict::Pass;
     for k in 1..=cfg.repeat {
         let outcome = if cfg.threads {
             run_threads(&cfg, &env, k)
@@ -90,18 +99,29 @@ pub fn run(a: &Args) -> i64 {
             run_processes(&cfg, &env, k)
         };
         match outcome {
-            Ok(ok) => all_ok &= ok,
+            Ok(v) => worst = worst.max(v),
             Err((what, e)) => {
                 println!("primes: run {} failed: {}: {}", k, what, e.name());
                 return 1;
             }
         }
     }
-    if all_ok {
-        0
-    } else {
-        1
+    match worst {
+        RunVerdict::Pass => 0,
+        RunVerdict::WrongCount => 1,
+        RunVerdict::WorkerFailed => status::PARENT_WORKER_FAILED,
     }
+}
+
+/// How a timed run ended, worst last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum RunVerdict {
+    /// Every worker counted and the total matched.
+    Pass,
+    /// Every worker counted, but the total is wrong.
+    WrongCount,
+    /// A worker failed: no total to compare.
+    WorkerFailed,
 }
 
 type RunError = (&'static str, Error);
@@ -119,7 +139,8 @@ fn read_busy(env: &Env, out: &mut [u64; MAX_CPUS]) -> Result<usize, RunError> {
     Ok(reported.clamp(1, n))
 }
 
-/// Prints the WORKER lines and the SCALE line; whether the count matched.
+/// Prints the WORKER lines and the SCALE line (and a line per failed
+/// worker); how the run ended.
 fn report(
     cfg: &Config,
     env: &Env,
@@ -127,10 +148,28 @@ fn report(
     results: &[WorkerResult],
     span: (u64, u64),
     busy: (&[u64], &[u64]),
-) -> bool {
+) -> RunVerdict {
     report::print_workers(results);
-    let count: u64 = results.iter().map(|r| r.count).sum();
-    let ok = count == cfg.expected;
+    let mut failed = false;
+    for (i, r) in results.iter().enumerate() {
+        if let Some(f) = r.failure {
+            println!("primes: run {} worker {} failed: {}", k, i, f);
+            failed = true;
+        }
+    }
+    let count: u64 = results
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .map(|r| r.count)
+        .sum();
+    let verdict = if failed {
+        RunVerdict::WorkerFailed
+    } else if count != cfg.expected {
+        RunVerdict::WrongCount
+    } else {
+        RunVerdict::Pass
+    };
+    let ok = verdict == RunVerdict::Pass;
     let cycles = span.1.saturating_sub(span.0);
     println!(
         "SCALE run={} mode={} workers={} cpus={} lo={} hi={} count={} expected={} ok={} cycles={} ms={} busy={}",
@@ -147,13 +186,24 @@ fn report(
         report::cycles_to_ms(cycles, env.tsc_hz),
         BusyList { before: busy.0, after: busy.1, hz: env.tsc_hz }
     );
-    ok
+    verdict
+}
+
+/// A worker's CPU record for its WORKER line; an error is said, not hidden.
+fn cpus_of(i: usize, record: Result<(u64, u64), Error>) -> u64 {
+    match record {
+        Ok((mask, _)) => mask,
+        Err(e) => {
+            println!("primes: worker {} cpu record unavailable: {}", i, e.name());
+            0
+        }
+    }
 }
 
 /// Process mode. A worker's start/end are the parent's TSC just before it
 /// spawned that worker and just after it reaped it (a process cannot hand
 /// its own timestamps back: it reports only its exit status).
-fn run_processes(cfg: &Config, env: &Env, k: u64) -> Result<bool, RunError> {
+fn run_processes(cfg: &Config, env: &Env, k: u64) -> Result<RunVerdict, RunError> {
     let spawner = env
         .spawner
         .ok_or(("no spawner capability", Error::Denied))?;
@@ -210,23 +260,21 @@ fn run_processes(cfg: &Config, env: &Env, k: u64) -> Result<bool, RunError> {
         in_flight -= 1;
         reaped += 1;
         sys::check(&c).map_err(|e| ("wait", e))?;
-        results[i].count = match ExitKind::from_raw(c.value0) {
-            Some(ExitKind::Exited) => u64::try_from(c.value1 as i64).unwrap_or(0),
-            _ => {
-                println!(
-                    "primes: worker {} did not exit normally (kind {} value {})",
-                    i, c.value0, c.value1
-                );
-                0
-            }
-        };
+        // value1 carries the i64 status, bit for bit.
+        let value = c.value1 as i64;
+        match ExitKind::from_raw(c.value0) {
+            Some(ExitKind::Exited) => results[i].set_status(value),
+            Some(ExitKind::Faulted) => results[i].failure = Some(Failure::Faulted(value)),
+            Some(ExitKind::Killed) => results[i].failure = Some(Failure::Killed),
+            None => results[i].failure = Some(Failure::UnknownEnd(c.value0)),
+        }
     }
     let t1 = rdtsc();
     read_busy(env, &mut busy1)?;
 
     for (i, child) in children.iter_mut().enumerate().take(w) {
         if let Some(ch) = child.take() {
-            results[i].cpus = ch.cpu_record().map(|r| r.0).unwrap_or(0);
+            results[i].cpus = cpus_of(i, ch.cpu_record());
             ch.close().map_err(|e| ("close", e))?;
         }
     }
@@ -279,10 +327,7 @@ fn worker_thread(job: ThreadJob) -> i64 {
     let count = workload::count_worker(job.lo, job.hi, job.idx, job.workers, scratch);
     slot.end.store(rdtsc(), Ordering::Relaxed);
     drop(guard);
-    match count {
-        Ok(n) => i64::try_from(n).unwrap_or(-1),
-        Err(_) => -1,
-    }
+    status::of_count(count)
 }
 
 /// Memory for a thread-mode run: result slots and per-worker scratch.
@@ -330,7 +375,7 @@ impl ThreadMem {
 /// Thread mode: threads are created (stacks, TLS, scratch mapped) before
 /// the timed section and wait on GATE; the timed section is "open the gate,
 /// join every worker". Each worker records its own start and end TSC.
-fn run_threads(cfg: &Config, env: &Env, k: u64) -> Result<bool, RunError> {
+fn run_threads(cfg: &Config, env: &Env, k: u64) -> Result<RunVerdict, RunError> {
     let w = cfg.workers;
     let mem = ThreadMem::map(w)?;
     let outcome = run_threads_in(cfg, env, k, &mem);
@@ -338,7 +383,12 @@ fn run_threads(cfg: &Config, env: &Env, k: u64) -> Result<bool, RunError> {
     outcome
 }
 
-fn run_threads_in(cfg: &Config, env: &Env, k: u64, mem: &ThreadMem) -> Result<bool, RunError> {
+fn run_threads_in(
+    cfg: &Config,
+    env: &Env,
+    k: u64,
+    mem: &ThreadMem,
+) -> Result<RunVerdict, RunError> {
     let w = cfg.workers;
     let mut results = [WorkerResult::default(); WORKERS_MAX as usize];
     let mut threads: [Option<Thread>; WORKERS_MAX as usize] =
@@ -367,20 +417,16 @@ fn run_threads_in(cfg: &Config, env: &Env, k: u64, mem: &ThreadMem) -> Result<bo
     let t0 = rdtsc();
     GATE.store(1, Ordering::Release);
     sys::unpark(&GATE, w as u64).map_err(|e| ("unpark", e))?;
-    let mut join_error = None;
     for (i, t) in threads.iter_mut().enumerate().take(w) {
         if let Some(th) = t {
             match th.join() {
-                Ok(v) => results[i].count = u64::try_from(v).unwrap_or(0),
-                Err(e) => join_error = Some(e),
+                Ok(v) => results[i].set_status(v),
+                Err(e) => results[i].failure = Some(Failure::Join(e)),
             }
         }
     }
     let t1 = rdtsc();
     read_busy(env, &mut busy1)?;
-    if let Some(e) = join_error {
-        return Err(("join", e));
-    }
 
     for (i, t) in threads.iter_mut().enumerate().take(w) {
         if let Some(th) = t.take() {
@@ -388,7 +434,7 @@ fn run_threads_in(cfg: &Config, env: &Env, k: u64, mem: &ThreadMem) -> Result<bo
             let slot = unsafe { &*(mem.slot_at(i) as *const Slot) };
             results[i].start = slot.start.load(Ordering::Relaxed);
             results[i].end = slot.end.load(Ordering::Relaxed);
-            results[i].cpus = th.cpu_record().map(|r| r.0).unwrap_or(0);
+            results[i].cpus = cpus_of(i, th.cpu_record());
             th.close().map_err(|e| ("close", e))?;
         }
     }

@@ -11,6 +11,7 @@
 //! The guest-side protocol it reads is CONTRACTS.md section 4 (`parse.rs`).
 
 mod cli;
+mod forged;
 mod manifest;
 mod mkiso;
 mod native;

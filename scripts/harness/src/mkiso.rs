@@ -25,13 +25,28 @@ pub fn build_with(
     repeat: Option<u32>,
     corrupt_initrd: bool,
 ) -> Result<PathBuf> {
+    let env: &[(&str, &str)] = if corrupt_initrd {
+        &[("MKISO_CORRUPT_INITRD", "1")]
+    } else {
+        &[]
+    };
+    build_env(mkiso, manifest, outdir, repeat, env)
+}
+
+/// Like [`build`], with extra environment variables for the builder (its
+/// test hooks, and mkimage's, which it inherits).
+pub fn build_env(
+    mkiso: &Path,
+    manifest: &Path,
+    outdir: &Path,
+    repeat: Option<u32>,
+    env: &[(&str, &str)],
+) -> Result<PathBuf> {
     std::fs::create_dir_all(outdir).with_context(|| format!("creating {}", outdir.display()))?;
     let (manifest, outdir) = (absolute(manifest), absolute(outdir));
     let mut cmd = Command::new(mkiso);
     cmd.arg(&manifest).arg(&outdir);
-    if corrupt_initrd {
-        cmd.env("MKISO_CORRUPT_INITRD", "1");
-    }
+    cmd.envs(env.iter().copied());
     if let Some(r) = repeat {
         cmd.arg(r.to_string());
     }
