@@ -7,3 +7,6 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod cpuset;
+pub mod slots;
