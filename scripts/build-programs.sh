@@ -36,7 +36,7 @@ rustflags="-C relocation-model=static -C link-arg=-T$root/programs/user.ld"
 
 # Program name -> cargo package. The smoke package has one binary per
 # program; primes is its own package.
-smoke_bins="manifest-smoke nocons-smoke ring-smoke exit-smoke fault-smoke thread-smoke park-smoke sched-smoke"
+smoke_bins="manifest-smoke nocons-smoke ring-smoke exit-smoke fault-smoke thread-smoke park-smoke sched-smoke sched-spread"
 
 # The rules mkimage and the kernel apply (abi::elf::validate), checked early
 # with readelf so a bad link shows up here: ET_EXEC, x86-64, every PT_LOAD at

@@ -11,6 +11,9 @@
 //! Iteration is a plain shift loop: no `tzcnt`/`popcnt`, which some
 //! hypervisors do not emulate in ring 0 (DESIGN.md, "Known pitfalls").
 
+use core::sync::atomic::Ordering::SeqCst;
+use core::sync::atomic::{AtomicBool, AtomicUsize};
+
 /// Most CPUs a set can hold (a set is one `u64` mask).
 pub const MAX_CPUS: usize = 64;
 
@@ -165,6 +168,70 @@ pub fn pick_halted(
     candidates.iter_from(from).find(|&c| claim(c))
 }
 
+/// A view of one CPU's placement counters (the kernel keeps them in its
+/// per-CPU scheduler state), with the claim and kick protocol on them.
+/// All accesses are SeqCst: the idle handoff is a store-then-load on both
+/// sides (Dekker), which needs a single total order.
+#[derive(Clone, Copy)]
+pub struct CpuLoad<'a> {
+    /// Threads in the CPU's run queue.
+    pub queued: &'a AtomicUsize,
+    /// Placements that claimed the CPU and have not pushed yet.
+    pub reserved: &'a AtomicUsize,
+    /// The CPU is halted in idle, or about to be.
+    pub idle: &'a AtomicBool,
+    /// A placer has sent the idle CPU an IPI to come and steal.
+    pub kicked: &'a AtomicBool,
+}
+
+impl CpuLoad<'_> {
+    /// Load seen by placement: queued, claimed and running threads.
+    pub fn load(&self) -> usize {
+        self.queued.load(SeqCst) + self.reserved.load(SeqCst) + self.running()
+    }
+
+    fn running(&self) -> usize {
+        usize::from(!self.idle.load(SeqCst))
+    }
+
+    /// Claims the CPU for one thread, having seen load `seen` there when
+    /// deciding. Fails (and gives the claim back) when its load, not
+    /// counting this claim, grew since: another placer got there first.
+    pub fn try_claim(&self, seen: usize) -> bool {
+        let others = self.reserved.fetch_add(1, SeqCst);
+        if others + self.queued.load(SeqCst) + self.running() <= seen {
+            return true;
+        }
+        self.reserved.fetch_sub(1, SeqCst);
+        false
+    }
+
+    /// Claims the CPU whatever its load (a placer's last attempt).
+    pub fn claim(&self) {
+        self.reserved.fetch_add(1, SeqCst);
+    }
+
+    /// Ends a claim once the thread is in the queue (`queued` counts it).
+    pub fn release(&self) {
+        self.reserved.fetch_sub(1, SeqCst);
+    }
+
+    /// Halted (or about to halt) with nothing queued or claimed.
+    pub fn halted_empty(&self) -> bool {
+        self.idle.load(SeqCst) && self.queued.load(SeqCst) == 0 && self.reserved.load(SeqCst) == 0
+    }
+
+    /// Claims the right to kick this halted CPU: true for exactly one
+    /// kicker until the CPU clears `kicked` (on its way into idle and out).
+    pub fn try_kick(&self) -> bool {
+        self.halted_empty()
+            && self
+                .kicked
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +316,84 @@ mod tests {
         assert_eq!(pick_halted(candidates, 1, &mut claim), Some(3));
         assert_eq!(pick_halted(candidates, 1, &mut claim), Some(0));
         assert_eq!(pick_halted(candidates, 1, &mut claim), None);
+    }
+
+    /// Four CPUs' counters for the protocol tests.
+    struct Cpus4 {
+        queued: [AtomicUsize; 4],
+        reserved: [AtomicUsize; 4],
+        idle: [AtomicBool; 4],
+        kicked: [AtomicBool; 4],
+    }
+
+    impl Cpus4 {
+        fn new(idle: [bool; 4]) -> Cpus4 {
+            Cpus4 {
+                queued: Default::default(),
+                reserved: Default::default(),
+                idle: idle.map(AtomicBool::new),
+                kicked: Default::default(),
+            }
+        }
+        fn at(&self, c: usize) -> CpuLoad<'_> {
+            CpuLoad {
+                queued: &self.queued[c],
+                reserved: &self.reserved[c],
+                idle: &self.idle[c],
+                kicked: &self.kicked[c],
+            }
+        }
+        fn push(&self, c: usize) {
+            self.queued[c].fetch_add(1, SeqCst);
+            self.at(c).release();
+        }
+    }
+
+    /// Defect 4a: two wakers that looked at the loads at the same time
+    /// both chose CPU 3. With claims, the second one notices and moves on.
+    #[test]
+    fn racing_placers_do_not_share_an_idle_cpu() {
+        // CPUs 1 and 2 run the wakers; 0 and 3 are halted.
+        let cpus = Cpus4::new([true, false, false, true]);
+        let online = set(&[0, 1, 2, 3]);
+        let load = |c: usize| cpus.at(c).load();
+        let a = least_loaded(online, 2, load).unwrap();
+        let b = least_loaded(online, 2, load).unwrap();
+        assert_eq!((a, b), ((3, 0), (3, 0)), "both saw CPU 3 idle");
+        assert!(cpus.at(a.0).try_claim(a.1));
+        assert!(!cpus.at(b.0).try_claim(b.1), "the second claim fails");
+        let b = least_loaded(online, 2, load).unwrap();
+        assert_eq!(b, (0, 0), "picked again: the other idle CPU");
+        assert!(cpus.at(b.0).try_claim(b.1));
+        cpus.push(3);
+        cpus.push(0);
+        assert_eq!(cpus.reserved.each_ref().map(|r| r.load(SeqCst)), [0; 4]);
+        assert_eq!(cpus.queued.each_ref().map(|q| q.load(SeqCst)), [1, 0, 0, 1]);
+    }
+
+    /// Defect 4b: a CPU with two runnable threads while another is
+    /// halted. The pusher kicks a halted CPU; two pushers kick two
+    /// different CPUs, and a CPU that is busy or expecting a thread is
+    /// never kicked.
+    #[test]
+    fn spare_work_kicks_each_halted_cpu_once() {
+        let cpus = Cpus4::new([false, false, true, true]);
+        cpus.queued[0].store(1, SeqCst);
+        cpus.queued[1].store(1, SeqCst);
+        let online = set(&[0, 1, 2, 3]);
+        let kick = |busy: usize| {
+            assert!(has_spare(
+                cpus.queued[busy].load(SeqCst),
+                !cpus.idle[busy].load(SeqCst)
+            ));
+            pick_halted(online.without(busy), busy + 1, |c| cpus.at(c).try_kick())
+        };
+        assert_eq!(kick(0), Some(2));
+        assert_eq!(kick(1), Some(3), "CPU 2 is already kicked");
+        assert_eq!(kick(0), None, "nobody left to kick");
+        // CPU 3 woke and cleared its flag, but a placement claimed it.
+        cpus.kicked[3].store(false, SeqCst);
+        cpus.at(3).claim();
+        assert!(!cpus.at(3).try_kick());
     }
 }
