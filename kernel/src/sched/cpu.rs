@@ -128,9 +128,9 @@ pub fn place_new(t: Arc<Thread>, prefer: usize) {
     });
 }
 
-/// Makes a Blocked thread Runnable (caller holds its lock and has set the
-/// state) and places it: its last CPU, unless that one is busy and another
-/// is idle (`klib::cpuset::wake_target`).
+/// Places a thread its waker has just made Runnable: its last CPU, unless
+/// that one is busy and another is idle (`klib::cpuset::wake_target`).
+/// Takes only a queue lock, so the caller may hold the thread's lock.
 pub fn place_woken(t: &Arc<Thread>, last_cpu: usize) {
     place(t.clone(), || {
         cpuset::wake_target(smp::online(), last_cpu, load_of).unwrap_or((0, 0))

@@ -20,6 +20,12 @@
 //! the verdict is which CPUs ran the threads.
 //!
 //! At the end, `StatsBusy` must show user work on every online CPU.
+//!
+//! The race itself needs two CPUs in the same few hundred instructions, so
+//! on a busy host a broken kernel may survive a run. A kernel built with
+//! `KERNEL_TEST_SKIP_AP=1` (a hole in the CPU ids, defect 5) fails this
+//! smoke at once when the scheduler skips an online CPU or leaves a halted
+//! CPU halted while two threads share another.
 #![no_std]
 #![no_main]
 
@@ -35,7 +41,7 @@ const STACK: u64 = 16 * 1024;
 /// Most threads (and CPUs) one round uses.
 const MAX_THREADS: usize = 16;
 /// Rounds per run: each is one chance for the placement race.
-const ROUNDS: u32 = 40;
+const ROUNDS: u32 = 60;
 /// How long a thread spins between looks at the CPU records.
 const LOOK_EVERY_NS: u64 = 1_000_000;
 /// Spinning after which a round that has not spread fails (hang guard).
