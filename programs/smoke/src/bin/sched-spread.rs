@@ -5,7 +5,7 @@
 //!
 //! Each round, with n CPUs and k = n/2: the parent starts k "sleepers"
 //! (they land on CPUs 1..=k, the parent being on CPU 0), lets them sleep
-//! for the same 50 ms from the same moment, and meanwhile starts n - k
+//! for the same 100 ms from the same moment, and meanwhile starts n - k
 //! "spinners", which take the sleepers' CPUs while they sleep, then blocks
 //! in join. The k sleep timers then expire at once on k busy CPUs, and
 //! each timer interrupt places its woken sleeper away from its busy CPU:
@@ -47,9 +47,9 @@ const LOOK_EVERY_NS: u64 = 1_000_000;
 /// Spinning after which a round that has not spread fails (hang guard).
 const GUARD_NS: u64 = 3_000_000_000;
 /// How long the sleepers sleep (the spinners start meanwhile).
-const SLEEP_NS: u64 = 50_000_000;
+const SLEEP_NS: u64 = 100_000_000;
 /// How long the parent sleeps while it waits for the sleepers.
-const PARENT_POLL_NS: u64 = 2_000_000;
+const PARENT_POLL_NS: u64 = 1_000_000;
 /// Most CPUs the busy check reads.
 const MAX_CPUS: usize = 64;
 
@@ -63,6 +63,9 @@ static FILLED: AtomicU32 = AtomicU32::new(0);
 /// Sleepers that are running; the parent opens `GO` when all are.
 static READY: AtomicU32 = AtomicU32::new(0);
 static GO: AtomicU32 = AtomicU32::new(0);
+/// Sleepers about to sleep: the parent starts the spinners after all are,
+/// so that the spinners take the sleepers' CPUs.
+static SLEEPING: AtomicU32 = AtomicU32::new(0);
 /// Set when the round is decided (spread, or the guard ran out).
 static STOP: AtomicU32 = AtomicU32::new(0);
 /// The union of CPUs when the round was decided.
@@ -127,6 +130,7 @@ fn sleeper(r: Round) -> i64 {
     while GO.load(Ordering::Acquire) == 0 {
         core::hint::spin_loop();
     }
+    SLEEPING.fetch_add(1, Ordering::AcqRel);
     if sys::sleep(r.timer, SLEEP_NS).is_err() {
         STOP.store(1, Ordering::Release);
         return ERROR;
@@ -146,6 +150,7 @@ fn round(r: Round) -> Result<(i64, u64), Fail> {
     FILLED.store(0, Ordering::Release);
     READY.store(0, Ordering::Release);
     GO.store(0, Ordering::Release);
+    SLEEPING.store(0, Ordering::Release);
     STOP.store(0, Ordering::Release);
     UNION.store(0, Ordering::Release);
     let mut ts: [Option<Thread>; MAX_THREADS] = [const { None }; MAX_THREADS];
@@ -157,7 +162,10 @@ fn round(r: Round) -> Result<(i64, u64), Fail> {
     }
     GO.store(1, Ordering::Release);
     // Let the sleepers reach their sleep, so their CPUs are free for the
-    // spinners.
+    // spinners (the last poll covers the step from the count to the call).
+    while SLEEPING.load(Ordering::Acquire) as usize != r.sleepers {
+        sys::sleep(r.timer, PARENT_POLL_NS).ctx("sleep")?;
+    }
     sys::sleep(r.timer, PARENT_POLL_NS).ctx("sleep")?;
     for (i, t) in ts.iter_mut().enumerate().take(r.threads).skip(r.sleepers) {
         *t = Some(start(r, i, spin_until_spread)?);
