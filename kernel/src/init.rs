@@ -114,7 +114,6 @@ struct Step {
     kernel_kib: u32,
 }
 
-
 fn step(i: usize) -> Option<Step> {
     let m = MANIFEST.get()?;
     if let Some(p) = m.programs.get(i) {

@@ -1,4 +1,5 @@
-//! Kernel-level per-CPU counters, indexed by dense CPU id.
+//! Kernel-level per-CPU counters, indexed by CPU id (online ids may have
+//! a hole: loops walk `crate::smp::online()`).
 //!
 //! The arch per-CPU block (`arch::percpu`, through GS) holds what the entry
 //! assembly needs; these statistics live here, in a static array, so any
@@ -66,7 +67,7 @@ pub fn bump(counter: &AtomicU64) {
 
 /// Prints one `CPUSTAT` line per online CPU (CONTRACTS.md section 4).
 pub fn print_cpustat() {
-    for cpu in 0..crate::smp::cpu_count() {
+    for cpu in crate::smp::online().iter() {
         let s = stats(cpu);
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         kprintln!(

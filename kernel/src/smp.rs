@@ -6,7 +6,13 @@
 //! starts each AP in turn with INIT-SIPI-SIPI through the real-mode
 //! trampoline (`arch::trampoline`). Every wait is bounded by TSC time; an
 //! AP that does not answer is reported and left out, never waited for
-//! forever. Dense CPU ids: 0 is the boot CPU, APs count up in MADT order.
+//! forever. CPU ids: 0 is the boot CPU, APs count up in MADT order. An AP
+//! that started but did not come online in time keeps its index (it may
+//! still be running its bring-up with that index's stacks and GS block),
+//! so the online ids can have a hole: walk [`online`], never
+//! `0..cpu_count()`. The test knob `KERNEL_TEST_SKIP_AP=<index>` (read at
+//! build time) skips that AP and keeps its index, to make such a hole on
+//! purpose.
 //!
 //! Cross-CPU requests use per-CPU outboxes and inboxes. A sender writes
 //! its request into its own outbox, sets the bit of every target in the
@@ -184,9 +190,15 @@ pub fn init(rsdp: Option<(u64, bool)>) {
     EXPECTED.store(expected, Ordering::Relaxed);
     arch::trampoline::install(crate::mm::kernel_space::kernel_pml4().phys());
     let mut next = 1;
+    let skip = option_env!("KERNEL_TEST_SKIP_AP").and_then(|s| s.parse::<usize>().ok());
     for &id in m.apic_ids[..m.count].iter().filter(|&&id| id != bsp_apic) {
         if next >= MAX_CPUS {
             break;
+        }
+        if skip == Some(next) {
+            kprintln!("smp: CPU {next} (apic {id}) skipped (KERNEL_TEST_SKIP_AP): its index stays reserved");
+            next += 1;
+            continue;
         }
         match start_ap(a, next, id) {
             Started::Online => next += 1,
@@ -295,9 +307,15 @@ pub fn online_mask() -> u64 {
     ONLINE_MASK.load(Ordering::SeqCst)
 }
 
-/// How many CPUs are online.
+/// The online CPUs. Their ids need not be dense (see the module doc):
+/// every loop over CPUs walks this set.
+pub fn online() -> klib::cpuset::CpuSet {
+    klib::cpuset::CpuSet::from_mask(online_mask())
+}
+
+/// How many CPUs are online (not a bound on their ids: see [`online`]).
 pub fn cpu_count() -> usize {
-    bits(online_mask()).count()
+    online().len()
 }
 
 /// How many usable processors the firmware (MADT) reported; 1 without ACPI.
@@ -434,19 +452,7 @@ fn run(work: Work) {
 /// The set bits of `mask`, lowest first. A plain shift loop: no
 /// `tzcnt`/`popcnt`, which stop our KVM in ring 0 (DESIGN.md).
 pub fn bits(mask: u64) -> impl Iterator<Item = usize> {
-    let mut rest = mask;
-    let mut i = 0;
-    core::iter::from_fn(move || {
-        while rest != 0 {
-            let bit = rest & 1 != 0;
-            rest >>= 1;
-            i += 1;
-            if bit {
-                return Some(i - 1);
-            }
-        }
-        None
-    })
+    klib::cpuset::CpuSet::from_mask(mask).iter()
 }
 
 /// The [`CALL_VECTOR`] handler (from `crate::irq`, interrupts off).

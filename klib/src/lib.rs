@@ -7,4 +7,7 @@
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
+
+pub mod cpuset;
+pub mod slots;
 pub mod timer_heap;

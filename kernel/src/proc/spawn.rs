@@ -181,8 +181,7 @@ pub fn new_thread(
 
 /// Makes a new thread runnable on the least-loaded CPU.
 pub fn start_thread(t: Arc<Thread>) {
-    let target = crate::sched::cpu::least_loaded(crate::arch::cpu_id());
-    crate::sched::cpu::enqueue(t, target);
+    crate::sched::cpu::place_new(t, crate::arch::cpu_id());
 }
 
 /// The next free ring address of `p`.

@@ -164,11 +164,13 @@ fn next_thread(me: usize, c: &CpuSched) -> Arc<Thread> {
     }
 }
 
-/// Halts until an interrupt, with the lost-wakeup-free protocol of cpu.rs.
+/// Halts until an interrupt, with the lost-wakeup-free protocol of cpu.rs:
+/// clear `kicked`, set `idle`, then look at every online queue, then halt.
 fn idle_wait(me: usize, c: &CpuSched) {
     drop_space(me);
+    c.kicked.store(false, Ordering::SeqCst);
     c.idle.store(true, Ordering::SeqCst);
-    let work = c.queued.load(Ordering::SeqCst) > 0 || others_have_spare_work(me);
+    let work = c.queued.load(Ordering::SeqCst) > 0 || cpu::others_have_queued(me);
     if !work {
         arm_timer(me, c);
         let t0 = arch::rdtsc();
@@ -179,10 +181,9 @@ fn idle_wait(me: usize, c: &CpuSched) {
             .fetch_add(arch::rdtsc().saturating_sub(t0), Ordering::Relaxed);
     }
     c.idle.store(false, Ordering::SeqCst);
-}
-
-fn others_have_spare_work(me: usize) -> bool {
-    (0..crate::smp::cpu_count()).any(|i| i != me && cpu::cpu(i).queued.load(Ordering::Relaxed) > 0)
+    // Awake: next_thread looks at the queues now, so a kick that came in
+    // meanwhile is served; clear it so placers may kick this CPU again.
+    c.kicked.store(false, Ordering::SeqCst);
 }
 
 /// Programs this CPU's one-shot timer: the slice if others wait, else the

@@ -14,7 +14,6 @@
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use abi::ring::Cqe;
@@ -26,12 +25,11 @@ use crate::mm::ring_mem::RingPages;
 use crate::proc::Process;
 use crate::sync::IrqMutex;
 
-/// A generation-checked reference to a thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ThreadRef {
-    index: u32,
-    generation: u32,
-}
+/// A generation-checked reference to a thread: a registry slot and the
+/// 64-bit generation it was issued for. Kernel-internal (timer events,
+/// park entries, joiners, thread-handle capabilities); user space sees
+/// only capability slot numbers.
+pub type ThreadRef = klib::slots::SlotRef<u64>;
 
 /// Where a thread is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,20 +154,14 @@ impl Thread {
     }
 }
 
-struct Slot {
-    generation: u32,
-    thread: Option<Arc<Thread>>,
-}
+/// The registry: every live thread by [`ThreadRef`]. The slot and
+/// generation rules (64-bit generations that never wrap, a slot retired
+/// rather than wrapped, first-in first-out reuse) live in
+/// `klib::slots`, where they are unit-tested; a stale reference resolves
+/// to `None`, never to a later thread in the same slot.
+type Registry = klib::slots::Slots<Arc<Thread>, u64>;
 
-struct Registry {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-}
-
-static REGISTRY: IrqMutex<Registry> = IrqMutex::new(Registry {
-    slots: Vec::new(),
-    free: Vec::new(),
-});
+static REGISTRY: IrqMutex<Registry> = IrqMutex::new(Registry::new(MAX_THREADS));
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
 /// Most threads alive at once.
@@ -185,22 +177,8 @@ pub fn create(
     fs_base: u64,
 ) -> Result<Arc<Thread>, RingPages> {
     let mut reg = REGISTRY.lock();
-    let index = match reg.free.pop() {
-        Some(i) => i,
-        None if reg.slots.len() < MAX_THREADS => {
-            reg.slots.push(Slot {
-                generation: 0,
-                thread: None,
-            });
-            (reg.slots.len() - 1) as u32
-        }
-        None => return Err(ring),
-    };
-    let slot = &mut reg.slots[index as usize];
-    slot.generation = slot.generation.wrapping_add(1);
-    let tref = ThreadRef {
-        index,
-        generation: slot.generation,
+    let Some(tref) = reg.vacant() else {
+        return Err(ring);
     };
     let t = Arc::new(Thread {
         tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
@@ -236,38 +214,37 @@ pub fn create(
         cpus_ran: AtomicU64::new(0),
         busy_cycles: AtomicU64::new(0),
     });
-    slot.thread = Some(t.clone());
+    // `vacant` named the slot `insert` fills: same table, same lock held.
+    let inserted = reg.insert(t.clone());
+    assert!(
+        inserted.is_ok_and(|r| r == tref),
+        "thread registry: the vacant slot changed under its lock"
+    );
     Ok(t)
 }
 
 /// Follows a reference; `None` if the thread was reaped (stale).
 pub fn lookup(r: ThreadRef) -> Option<Arc<Thread>> {
-    let reg = REGISTRY.lock();
-    let slot = reg.slots.get(r.index as usize)?;
-    if slot.generation != r.generation {
-        return None;
-    }
-    slot.thread.clone()
+    REGISTRY.lock().get(r).cloned()
 }
 
-/// Removes a thread from the registry: its references go stale.
+/// Removes a thread from the registry: its references go stale at once.
 pub fn unregister(r: ThreadRef) {
-    let mut reg = REGISTRY.lock();
-    if let Some(slot) = reg.slots.get_mut(r.index as usize) {
-        if slot.generation == r.generation && slot.thread.is_some() {
-            slot.thread = None;
-            reg.free.push(r.index);
-        }
-    }
+    // The Arc is dropped after the lock (a last reference frees the thread).
+    let removed = REGISTRY.lock().remove(r);
+    drop(removed);
 }
 
 // The heap charge of a thread covers its record (in its Arc), its FPU
-// area and its registry slot; see mm::budget.
+// area and its registry slot (generation, value, free-list index); see
+// mm::budget.
 const _: () = assert!(
     core::mem::size_of::<Thread>()
         + 2 * core::mem::size_of::<usize>()
         + core::mem::size_of::<FpuState>()
-        + core::mem::size_of::<Slot>()
+        + core::mem::size_of::<ThreadRef>()
+        + core::mem::size_of::<Option<Arc<Thread>>>()
+        + 4
         + 64
         <= crate::mm::budget::THREAD_HEAP_BYTES as usize
 );

@@ -61,12 +61,14 @@ pub fn sleep_fired(thread: ThreadRef, id: u64, user_data: u64) {
     );
 }
 
-/// StatsBusy(buf, n): each CPU's user-busy cycles.
+/// StatsBusy(buf, n): each online CPU's user-busy cycles, in CPU order
+/// (entry i is the i-th online CPU: ids may have a hole, the list has none).
 pub fn stats_busy(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
-    let cpus = crate::smp::cpu_count();
-    let n = (sqe.args[1] as usize).min(cpus);
+    let online = crate::smp::online();
+    let cpus = online.len();
+    let n = usize::try_from(sqe.args[1]).unwrap_or(usize::MAX).min(cpus);
     let mut bytes = Vec::with_capacity(n * 8);
-    for cpu in 0..n {
+    for cpu in online.iter().take(n) {
         let c = crate::percpu::stats(cpu)
             .busy_cycles
             .load(core::sync::atomic::Ordering::Relaxed);
