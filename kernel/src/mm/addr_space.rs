@@ -141,22 +141,26 @@ impl AddrSpace {
         bits: u64,
         reserve: &mut u64,
     ) -> Result<(), SpaceError> {
-        let prepaid = (*reserve).min(paging::MAX_NEW_TABLES);
-        let extra = paging::MAX_NEW_TABLES - prepaid;
+        // Exactly the tables this mapping creates are charged: from the
+        // reservation first, the rest from the account (under the space
+        // lock, so the count cannot change before map_4k).
+        let needed = paging::tables_needed(self.root, va);
+        let from_reserve = needed.min(*reserve);
+        let extra = needed - from_reserve;
         self.account
             .charge(Kind::Frames, extra * budget::FRAME_BYTES)
             .map_err(|_| SpaceError::NoMemory)?;
         let r = paging::map_4k(self.root, va, phys, bits);
-        let created = *r.as_ref().unwrap_or(&0);
-        let from_reserve = created.min(prepaid);
-        *reserve -= from_reserve;
+        // map_4k may fail part way (out of frames) with some tables made:
+        // count what exists now, and give back what was not used, to the
+        // account first, then to the reservation.
+        let created = needed - paging::tables_needed(self.root, va);
+        let refund = needed - created;
+        let to_account = refund.min(extra);
+        self.account
+            .uncharge(Kind::Frames, to_account * budget::FRAME_BYTES);
+        *reserve -= from_reserve - (refund - to_account);
         self.tables.fetch_add(created, Ordering::Relaxed);
-        // Charged for this page: `extra` now plus `from_reserve` earlier;
-        // owed: `created`.
-        self.account.uncharge(
-            Kind::Frames,
-            (extra + from_reserve - created) * budget::FRAME_BYTES,
-        );
         r.map(|_| ()).map_err(|e| match e {
             paging::MapError::NoMemory => SpaceError::NoMemory,
             paging::MapError::AlreadyMapped => SpaceError::Overlap,

@@ -61,13 +61,10 @@ pub fn alloc_table() -> Option<Frame> {
     Some(f)
 }
 
-/// Most intermediate tables one [`map_4k`] can create (PDPT, PD, PT).
-pub const MAX_NEW_TABLES: u64 = 3;
-
 /// Maps the 4 KiB page at `va` to `phys` with `leaf_flags` (PRESENT is
 /// added). Intermediate tables get PRESENT|WRITABLE, plus USER in the
-/// user half. Returns how many tables it created (at most
-/// [`MAX_NEW_TABLES`]), so the caller can charge them.
+/// user half. Returns how many tables it created (at most 3: PDPT, PD,
+/// PT); [`tables_needed`] tells the count beforehand.
 pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<u64, MapError> {
     let user = va < 0x0000_8000_0000_0000;
     let inter = flags::PRESENT | flags::WRITABLE | if user { flags::USER } else { 0 };
@@ -94,6 +91,24 @@ pub fn map_4k(root: Frame, va: u64, phys: u64, leaf_flags: u64) -> Result<u64, M
     }
     *entry = (phys & ADDR_MASK) | leaf_flags | flags::PRESENT;
     Ok(created)
+}
+
+/// How many intermediate tables [`map_4k`] would create to map `va` now
+/// (the caller serializes edits of this tree).
+pub fn tables_needed(root: Frame, va: u64) -> u64 {
+    let mut t = root.phys();
+    for level in (1..4).rev() {
+        // SAFETY: `t` is a page-table frame of this tree; read only.
+        let e = unsafe { (*table(t))[index(va, level)] };
+        if e & flags::PRESENT == 0 {
+            return u64::from(level);
+        }
+        if e & flags::HUGE != 0 {
+            return 0;
+        }
+        t = e & ADDR_MASK;
+    }
+    0
 }
 
 /// Removes the 4 KiB mapping at `va`; returns the old entry's physical
