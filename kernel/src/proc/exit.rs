@@ -54,6 +54,7 @@ pub fn exit_process(p: &Arc<Process>, status: ExitStatus) {
         crate::smp::answer_requests();
     }
 }
+
 /// Marks `t` killed and makes it die as soon as it is off every CPU.
 fn kill_thread(t: &Arc<Thread>, me: usize) {
     let mut ti = t.inner.lock();
