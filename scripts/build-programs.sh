@@ -59,6 +59,9 @@ check_elf() {
     (( n > 0 )) || { echo "build-programs: $f: no PT_LOAD segment" >&2; exit 1; }
 }
 
+# The hostile-program suite (docs/testing.md).
+smoke_bins="$smoke_bins hostile-ptr"
+
 cd "$root"
 RUSTFLAGS="$rustflags" cargo build --release -q --target x86_64-unknown-none \
     -p primes -p smoke
