@@ -218,3 +218,32 @@ pub fn expect_end(
     );
     Ok(())
 }
+
+/// One named step of a smoke that goes on after a failed step.
+pub type Step = (&'static str, fn(&Args) -> Result<(), Fail>);
+
+/// Runs every step, even after one failed (so one known defect does not
+/// hide the others): each failing step prints
+/// `<name>: step <step> FAIL <reason>`, and the verdict line carries the
+/// first failure. The exit status as in [`run`].
+pub fn run_steps(name: &str, args: &Args, steps: &[Step]) -> i64 {
+    let mut first: Option<(&str, Fail)> = None;
+    for (step, body) in steps {
+        if let Err(f) = body(args) {
+            println!("{}: step {} FAIL {}", name, step, f.0.as_str());
+            if first.is_none() {
+                first = Some((step, f));
+            }
+        }
+    }
+    match first {
+        None => {
+            println!("SMOKE {} PASS", name);
+            0
+        }
+        Some((step, f)) => {
+            println!("SMOKE {} FAIL reason={}: {}", name, step, f.0.as_str());
+            1
+        }
+    }
+}
