@@ -60,7 +60,7 @@ check_elf() {
 }
 
 # The hostile-program suite (docs/testing.md).
-smoke_bins="$smoke_bins hostile-ptr hostile-ring hostile-cap"
+smoke_bins="$smoke_bins hostile-ptr hostile-ring hostile-cap hostile-race"
 
 cd "$root"
 RUSTFLAGS="$rustflags" cargo build --release -q --target x86_64-unknown-none \
