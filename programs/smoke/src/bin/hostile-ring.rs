@@ -22,7 +22,9 @@
 //! - a child with 4,096 operations outstanding can still `Exit`;
 //! - a sibling thread appends submissions to this thread's SQ (and empties
 //!   its CQ) while this thread is in `cap_enter(0, 0)`: the call returns,
-//!   having consumed at most `SQ_ENTRIES` submissions.
+//!   having consumed at most `SQ_ENTRIES` submissions (tried until the
+//!   sibling was seen appending during the call, since whether its CPU
+//!   runs at that moment is up to the host).
 #![no_std]
 #![no_main]
 
@@ -306,11 +308,18 @@ fn overflow_flood(ring: &Ring, timer: u32) -> Result<(), Fail> {
     let mut seen = [0u8; TOTAL as usize];
     let mut got = 0u64;
     let mut peak_overflow = 0;
+    let mut refused = 0u64;
     let mut take = |c: Cqe, got: &mut u64| -> Result<(), Fail> {
         let Some(i) = c.user_data.checked_sub(BASE).filter(|i| *i < TOTAL) else {
             fail!("flood: stray completion {:?}", c);
         };
-        ensure!(c.result == 0, "flood sleep {} failed: {}", i, c.result);
+        // At a kernel-memory budget a sleep may be refused; that is an
+        // answer too. Anything else is not.
+        match c.result {
+            0 => {}
+            r if Error::from_result(r) == Some(Error::NoMemory) => refused += 1,
+            r => fail!("flood sleep {} failed: {}", i, r),
+        }
         ensure!(seen[i as usize] == 0, "flood: sleep {} completed twice", i);
         seen[i as usize] = 1;
         *got += 1;
@@ -355,11 +364,12 @@ fn overflow_flood(ring: &Ring, timer: u32) -> Result<(), Fail> {
             }
         }
     }
-    ensure!(peak_overflow > 0, "the CQ never overflowed");
+    ensure!(peak_overflow > 0 || refused > 0, "the CQ never overflowed");
     rt::println!(
-        "hostile-ring: {} completions reaped after overflowing, peak cq_overflow={}",
+        "hostile-ring: {} completions reaped after overflowing, peak cq_overflow={} refused={}",
         got,
-        peak_overflow
+        peak_overflow,
+        refused
     );
     Ok(())
 }
@@ -423,7 +433,9 @@ fn exit_busy(a: &Args) -> i64 {
         };
     }
     let _ = rt::arch::cap_enter(0, 0);
-    // rt's exit: pushes Exit (the SQ has room) and waits.
+    // Whatever completed (refusals at a budget, say) is of no interest;
+    // dropping it leaves rt room to submit the Exit.
+    while ring.pop().is_some() {}
     sys::exit(5)
 }
 
@@ -508,6 +520,48 @@ fn sibling_feeder(ring: &Ring, spawner: u32) -> Result<(), Fail> {
     FEED_SQE[1].store(u64::from(spawner), Ordering::Relaxed);
     FEED_SQE[2].store(&block as *const SpawnArgs as u64, Ordering::Relaxed);
     TARGET_RING.store(ring.addr() as u64, Ordering::Release);
+    // Whether the sibling's CPU runs beside ours is up to the host's
+    // scheduler (under TCG each virtual CPU is a host thread): try until
+    // the sibling was seen appending during the call, which is when the
+    // bound is tested.
+    let mut overlapped = 0;
+    let mut worst = 0;
+    for _ in 0..FEED_ATTEMPTS {
+        let (consumed, fed_during) = feed_once(ring)?;
+        worst = worst.max(consumed);
+        ensure!(
+            consumed <= SQ_ENTRIES,
+            "one cap_enter consumed {} SQEs (max {}) while a sibling fed its ring",
+            consumed,
+            SQ_ENTRIES
+        );
+        if fed_during > 0 {
+            overlapped += 1;
+            if overlapped >= FEED_OVERLAPS {
+                break;
+            }
+        }
+    }
+    rt::println!(
+        "hostile-ring: sibling feeding: {} call(s) overlapped by the sibling, most consumed in one call {}",
+        overlapped,
+        worst
+    );
+    Ok(())
+}
+
+/// Attempts of the sibling-feeder check.
+const FEED_ATTEMPTS: u32 = 30;
+/// Attempts with the sibling appending during the call that suffice.
+const FEED_OVERLAPS: u32 = 3;
+
+/// One feeder round: (SQEs the call consumed, SQEs the sibling appended
+/// while we were in the kernel).
+fn feed_once(ring: &Ring) -> Result<(u32, u64), Fail> {
+    for flag in [&READY, &GO, &STOP, &DONE] {
+        flag.store(0, Ordering::Release);
+    }
+    FED.store(0, Ordering::Release);
     let mut feeder = rt::thread::spawn(|| {
         READY.store(1, Ordering::Release);
         while GO.load(Ordering::Acquire) == 0 && STOP.load(Ordering::Acquire) == 0 {
@@ -541,7 +595,7 @@ fn sibling_feeder(ring: &Ring, spawner: u32) -> Result<(), Fail> {
     })
     .ctx("spawn feeder")?;
     let h = ring.header();
-    // The feeder runs (and has a few NOPs queued) before we enter.
+    // The feeder runs (and has a few submissions queued) before we enter.
     while READY.load(Ordering::Acquire) == 0 {
         core::hint::spin_loop();
     }
@@ -550,7 +604,9 @@ fn sibling_feeder(ring: &Ring, spawner: u32) -> Result<(), Fail> {
     while FED.load(Ordering::Acquire) < u64::from(SQ_ENTRIES / 2) {
         core::hint::spin_loop();
     }
+    let fed_before = FED.load(Ordering::Acquire);
     let r = rt::arch::cap_enter(0, 0);
+    let fed_after = FED.load(Ordering::Acquire);
     let consumed = h.sq_head.load(Ordering::Acquire).wrapping_sub(before);
     STOP.store(1, Ordering::Release);
     // No system call on this ring until the feeder is done with it.
@@ -566,20 +622,7 @@ fn sibling_feeder(ring: &Ring, spawner: u32) -> Result<(), Fail> {
         let _ = rt::arch::cap_enter(0, 0);
     }
     ensure!(feeder.join().ctx("join feeder")? == 0, "feeder failed");
-    let feeder_cpus = feeder.cpu_record().map_or(0, |(mask, _)| mask);
     feeder.close().ctx("close feeder")?;
     ensure!(r >= 0, "fed cap_enter failed: {}", r);
-    rt::println!(
-        "hostile-ring: sibling fed {} spawns; one cap_enter(0,0) consumed {} (feeder cpus {:#x})",
-        FED.load(Ordering::Acquire),
-        consumed,
-        feeder_cpus
-    );
-    ensure!(
-        consumed <= SQ_ENTRIES,
-        "one cap_enter consumed {} SQEs (max {})",
-        consumed,
-        SQ_ENTRIES
-    );
-    Ok(())
+    Ok((consumed, fed_after - fed_before))
 }
