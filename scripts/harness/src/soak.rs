@@ -58,10 +58,18 @@ pub fn soak_command(opts: &SoakOpts) -> Result<u8> {
         let iso = match mkiso::build(&opts.mkiso, manifest, &dir.join("iso").join(&stem), None) {
             Ok(iso) => iso,
             Err(e) => {
-                // Every planned boot of this manifest counts as failed.
+                // Every planned boot of this manifest counts as failed; the
+                // build error stands in for each one's log.
                 for &smp in &opts.smp_list {
                     for run in 1..=opts.runs {
-                        let text = format!("FAIL {name} smp={smp} run={run} (0.0 s) build: {e:#}");
+                        let log = dir.join(log_name(&stem, smp, run));
+                        let _ = std::fs::write(&log, format!("build: {e:#}\n"));
+                        let text = with_run(
+                            &format!("FAIL {name} smp={smp} (0.0 s) build: {e:#}"),
+                            run,
+                            &log,
+                            false,
+                        );
                         println!("{text}");
                         failures.push(text);
                     }
