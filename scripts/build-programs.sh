@@ -35,8 +35,8 @@ rustflags="-C relocation-model=static -C link-arg=-T$root/programs/user.ld"
 
 
 # Program name -> cargo package. The smoke package has one binary per
-# program; primes is its own package.
-smoke_bins="manifest-smoke nocons-smoke ring-smoke exit-smoke fault-smoke thread-smoke park-smoke sched-smoke"
+# program (every file in programs/smoke/src/bin); primes is its own package.
+smoke_bins=$(cd "$root/programs/smoke/src/bin" && ls *.rs | sed 's/\.rs$//' | sort | tr '\n' ' ')
 
 # The rules mkimage and the kernel apply (abi::elf::validate), checked early
 # with readelf so a bad link shows up here: ET_EXEC, x86-64, every PT_LOAD at
@@ -58,9 +58,6 @@ check_elf() {
     done < <(readelf -lW "$f" | awk '$1 == "LOAD" { print $3, $7 $8 }')
     (( n > 0 )) || { echo "build-programs: $f: no PT_LOAD segment" >&2; exit 1; }
 }
-
-# The hostile-program suite (docs/testing.md).
-smoke_bins="$smoke_bins hostile-ptr hostile-ring hostile-cap hostile-race"
 
 cd "$root"
 RUSTFLAGS="$rustflags" cargo build --release -q --target x86_64-unknown-none \

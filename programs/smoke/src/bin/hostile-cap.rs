@@ -20,7 +20,9 @@
 
 use abi::caps::{CapKind, MAX_SLOTS, SELF_SLOT};
 use abi::op::{ExitKind, Op, SpawnArgs, UserStr};
+use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use rt::console::LineBuf;
 use rt::{process, sys, thread, Args, Error};
 use smoke::{ensure, expect_end, need_cap, raw_call, Checks, Ctx, Fail};
 
@@ -92,30 +94,12 @@ const OPS: [(Op, &[CapKind]); 20] = [
     (Op::SetTls, &[CapKind::SelfProcess]),
 ];
 
-fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Nop => "nop",
-        Op::ConsoleWrite => "console-write",
-        Op::TimerNow => "timer-now",
-        Op::TimerSleep => "timer-sleep",
-        Op::Spawn => "spawn",
-        Op::ProcWait => "proc-wait",
-        Op::ProcKill => "proc-kill",
-        Op::Exit => "exit",
-        Op::ThreadSpawn => "thread-spawn",
-        Op::ThreadJoin => "thread-join",
-        Op::ThreadExit => "thread-exit",
-        Op::Park => "park",
-        Op::Unpark => "unpark",
-        Op::StatsBusy => "stats-busy",
-        Op::CpuRecord => "cpu-record",
-        Op::CapClose => "cap-close",
-        Op::SysInfo => "sys-info",
-        Op::MemMap => "mem-map",
-        Op::MemUnmap => "mem-unmap",
-        Op::MemStats => "mem-stats",
-        Op::SetTls => "set-tls",
-    }
+/// The opcode's name for failure reasons (its Debug form, so that new
+/// opcodes need no change here).
+fn op_name(op: Op) -> LineBuf<24> {
+    let mut b = LineBuf::new();
+    let _ = write!(b, "{op:?}");
+    b
 }
 
 fn poisoned(op: Op, slot: u32) -> Result<i64, Error> {
@@ -136,7 +120,12 @@ fn out_of_range(_: &Args) -> Result<(), Fail> {
     ];
     for (case, slot) in slots {
         for (op, _) in OPS {
-            c.err(op_name(op), case, poisoned(op, slot), Error::BadSlot)?;
+            c.err(
+                op_name(op).as_str(),
+                case,
+                poisoned(op, slot),
+                Error::BadSlot,
+            )?;
         }
         c.ok("nop", case, raw_call(Op::Nop, slot, &[POISON; 6]))?;
     }
@@ -184,7 +173,12 @@ fn wrong_kind(a: &Args) -> Result<(), Fail> {
             if kinds.contains(&kind) {
                 continue;
             }
-            c.err(op_name(op), kind.name(), poisoned(op, slot), Error::Denied)?;
+            c.err(
+                op_name(op).as_str(),
+                kind.name(),
+                poisoned(op, slot),
+                Error::Denied,
+            )?;
         }
     }
     // The process itself can never be closed.
@@ -216,7 +210,7 @@ fn closed_processes(a: &Args) -> Result<(), Fail> {
     first.close().ctx("close")?;
     for op in [Op::CapClose, Op::ProcWait, Op::ProcKill, Op::CpuRecord] {
         c.err(
-            op_name(op),
+            op_name(op).as_str(),
             "closed-process",
             raw_call(op, slot, &[]),
             Error::BadSlot,
@@ -288,7 +282,7 @@ fn closed_threads(_: &Args) -> Result<(), Fail> {
     t.close().ctx("close")?;
     for op in [Op::CapClose, Op::ThreadJoin, Op::CpuRecord] {
         c.err(
-            op_name(op),
+            op_name(op).as_str(),
             "closed-thread",
             raw_call(op, slot, &[]),
             Error::BadSlot,

@@ -219,9 +219,10 @@ fn header_garbage(ring: &Ring) -> Result<(), Fail> {
 
 /// Opcodes that do not exist, slots that do not exist, a full SQ of both.
 fn garbage_opcodes(ring: &Ring, timer: u32) -> Result<(), Fail> {
+    // Far from the defined opcodes (new ones are appended at the end).
     let bad_ops = [
-        21u32,
-        22,
+        64u32,
+        1000,
         100,
         0xdead,
         0x7fff_ffff,
@@ -229,6 +230,13 @@ fn garbage_opcodes(ring: &Ring, timer: u32) -> Result<(), Fail> {
         u32::MAX - 1,
         u32::MAX,
     ];
+    for op in bad_ops {
+        ensure!(
+            Op::from_raw(op).is_none(),
+            "opcode {:#x} is defined now",
+            op
+        );
+    }
     for (i, op) in bad_ops.iter().enumerate() {
         ensure!(
             ring.push(&raw_sqe(*op, u32::MAX, i as u64, u64::MAX)),
