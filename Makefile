@@ -1,6 +1,7 @@
 # Every user-facing command (CONTRACTS.md section 1). Run from the repository root.
 #   make run-smp-process-scale   the multi-process scaling benchmark
 #   make test                    host unit tests, then every smoke manifest
+#   make soak                    every smoke manifest SOAK_RUNS times per CPU count (TCG)
 SHELL := /bin/bash
 .DEFAULT_GOAL := iso
 
@@ -15,6 +16,12 @@ SMOKE_SMP ?= 1 2 4
 # Extra CPU counts for single smokes (the SMP bring-up smoke also runs at 8).
 SMOKE_EXTRA ?= smoke-smp=8
 TIMEOUT ?=
+# make soak: boots per manifest and CPU count, the CPU counts, the manifests.
+SOAK_RUNS ?= 20
+SOAK_SMP ?= 1 2 4 8
+MANIFESTS ?= $(wildcard manifests/smoke-*.toml)
+# make soak runs under TCG unless ACCEL was given (command line or environment).
+SOAK_ACCEL := $(if $(filter command line environment environment override,$(origin ACCEL)),$(ACCEL),tcg)
 
 ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
@@ -72,6 +79,12 @@ test: deps
 	$(MAKE) --no-print-directory prereqs
 	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --extra "$(SMOKE_EXTRA)" --accel $(ACCEL) $(TIMEOUT_ARG) \
 	    --corrupt-initrd manifests/smoke-boot.toml manifests/smoke-*.toml
+
+# Not part of `make test`: it takes long (scripts/harness/src/soak.rs).
+.PHONY: soak
+soak: prereqs
+	$(HARNESS) soak --smp-list "$(SOAK_SMP)" --runs $(SOAK_RUNS) --accel $(SOAK_ACCEL) $(TIMEOUT_ARG) \
+	    $(MANIFESTS)
 
 run-smp-process-scale: prereqs
 	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/smp-process-scale.toml,$(MANIFEST)) \

@@ -15,7 +15,11 @@
 //!
 //! A program links rt, names its main with [`entry!`] and returns its exit
 //! status. A panic prints `PANIC-USER <message>` on the console (when the
-//! program holds one) and ends the process with status 101.
+//! program holds one) and ends the process with status 101. A panic while
+//! another is being handled (in any thread of the process: printing or
+//! exiting failed again) prints nothing more and ends the process with
+//! [`NESTED_PANIC_STATUS`] through a bare `Exit` submission, so a broken
+//! ring client can never recurse until the stack overflows.
 //!
 //! The crate also builds for the host (`cargo test -p rt`): the assembly is
 //! only compiled for `target_os = "none"`, and the ring, stash, argument and
@@ -42,6 +46,12 @@ pub use args::Args;
 pub const PANIC_STATUS: i64 = 101;
 /// Exit status when the start-up block is malformed.
 pub const BAD_STARTUP_STATUS: i64 = 102;
+/// Exit status after a panic during panic handling.
+pub const NESTED_PANIC_STATUS: i64 = 103;
+
+/// Panics seen so far in this process (the re-entrancy guard).
+#[cfg(all(target_os = "none", not(test)))]
+static PANICS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// Names the program's main function: `fn main(args: &rt::Args) -> i64`.
 /// The process exits with its return value.
@@ -76,10 +86,14 @@ extern "C" fn rt_start(startup: usize, ring: usize) -> ! {
     sys::exit(status)
 }
 
-/// Reports a panic on the console (if any) and ends the process.
+/// Reports a panic on the console (if any) and ends the process. Only the
+/// first panic prints; any later one exits at once ([`exit_bare`]).
 #[cfg(all(target_os = "none", not(test)))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    if PANICS.fetch_add(1, core::sync::atomic::Ordering::SeqCst) > 0 {
+        exit_bare(NESTED_PANIC_STATUS);
+    }
     match info.location() {
         Some(l) => console::println_fmt(format_args!(
             "PANIC-USER {} at {}:{}",
@@ -89,5 +103,36 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
         )),
         None => console::println_fmt(format_args!("PANIC-USER {}", info.message())),
     };
-    sys::exit(PANIC_STATUS)
+    exit_bare(PANIC_STATUS)
+}
+
+/// Ends the process with `status` using nothing but the ring: no stash, no
+/// formatting, nothing that can panic. Completions in the way are thrown
+/// away (the process is ending) so the kernel takes submissions again. If
+/// the SQ still has no room or the kernel does not end the process, the
+/// thread faults (`ud2`), which ends it too.
+#[cfg(all(target_os = "none", not(test)))]
+fn exit_bare(status: i64) -> ! {
+    /// Rounds of "empty the CQ, let the kernel consume" before giving up.
+    const TRIES: u32 = 4;
+    let ring = tls::current().ring();
+    let mut sqe = abi::ring::Sqe {
+        opcode: abi::op::Op::Exit as u32,
+        cap: abi::caps::SELF_SLOT,
+        ..abi::ring::Sqe::default()
+    };
+    sqe.args[0] = status as u64;
+    for _ in 0..TRIES {
+        if ring.push(&sqe) {
+            arch::cap_enter(0, 0);
+            break;
+        }
+        for _ in 0..abi::ring::CQ_ENTRIES {
+            if ring.pop().is_none() {
+                break;
+            }
+        }
+        arch::cap_enter(0, 0);
+    }
+    arch::die()
 }

@@ -117,6 +117,65 @@ impl Ring {
         h.cq_head.store(head.wrapping_add(1), Ordering::Release);
         Some(cqe)
     }
+
+    /// Takes the oldest completion carrying `user_data`, wherever it sits
+    /// in the CQ; the completions before it keep their order and stay.
+    ///
+    /// Entries between `cq_head` and `cq_tail` belong to user space until
+    /// it advances `cq_head`, so the ones before the match move up one
+    /// slot and the head advances by one (release): the kernel reuses only
+    /// the slot freed at the old head. `None` when no CQ entry matches or
+    /// the indices are corrupt.
+    pub fn take(&self, user_data: u64) -> Option<Cqe> {
+        let h = self.header();
+        let head = h.cq_head.load(Ordering::Relaxed);
+        let tail = h.cq_tail.load(Ordering::Acquire);
+        let ready = pending(head, tail, CQ_ENTRIES)?;
+        let at =
+            (0..ready).find(|&i| self.read_cqe(head.wrapping_add(i)).user_data == user_data)?;
+        let found = self.read_cqe(head.wrapping_add(at));
+        for i in (0..at).rev() {
+            let c = self.read_cqe(head.wrapping_add(i));
+            self.write_cqe(head.wrapping_add(i + 1), &c);
+        }
+        h.cq_head.store(head.wrapping_add(1), Ordering::Release);
+        Some(found)
+    }
+
+    fn cqe_ptr(&self, index: u32) -> *mut Cqe {
+        (self.base + CQ_OFFSET as usize + slot(index, CQ_ENTRIES) as usize * CQE_BYTES as usize)
+            as *mut Cqe
+    }
+
+    /// Reads the CQE at free-running `index` (which the caller knows lies
+    /// between head and tail).
+    fn read_cqe(&self, index: u32) -> Cqe {
+        let src = self.cqe_ptr(index);
+        // SAFETY: an aligned CQE slot inside the mapped region (slot <
+        // CQ_ENTRIES), published by the kernel and not yet given back.
+        unsafe {
+            Cqe {
+                user_data: core::ptr::read_volatile(&raw const (*src).user_data),
+                result: core::ptr::read_volatile(&raw const (*src).result),
+                value0: core::ptr::read_volatile(&raw const (*src).value0),
+                value1: core::ptr::read_volatile(&raw const (*src).value1),
+            }
+        }
+    }
+
+    /// Rewrites the CQE at free-running `index`, a slot user space still
+    /// owns (between head and tail).
+    fn write_cqe(&self, index: u32, c: &Cqe) {
+        let dst = self.cqe_ptr(index);
+        // SAFETY: an aligned CQE slot inside the mapped region that the
+        // kernel will not touch until cq_head passes it.
+        unsafe {
+            core::ptr::write_volatile(&raw mut (*dst).user_data, c.user_data);
+            core::ptr::write_volatile(&raw mut (*dst).result, c.result);
+            core::ptr::write_volatile(&raw mut (*dst).value0, c.value0);
+            core::ptr::write_volatile(&raw mut (*dst).value1, c.value1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +311,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn take_from_the_middle_keeps_the_rest_in_order() {
+        let mut f = Fake::new();
+        let r = f.ring();
+        // Start near the u32 wrap so the shifted entries cross it.
+        let start = u32::MAX - 2;
+        let h = r.header();
+        for a in [&h.sq_head, &h.sq_tail, &h.cq_head, &h.cq_tail] {
+            a.store(start, Ordering::Relaxed);
+        }
+        for ud in 0..6 {
+            assert!(r.push(&Sqe {
+                user_data: ud,
+                ..Sqe::default()
+            }));
+        }
+        f.kernel_step();
+        assert_eq!(r.take(4).map(|c| c.result), Some(8));
+        assert_eq!(r.take(4), None);
+        assert_eq!(r.take(99), None);
+        assert_eq!(r.cq_ready(), Some(5));
+        assert_eq!(r.take(0).map(|c| c.user_data), Some(0));
+        // The kernel reuses freed slots without clobbering what is left.
+        for ud in 10..(10 + u64::from(CQ_ENTRIES) - 4) {
+            if !r.push(&Sqe {
+                user_data: ud,
+                ..Sqe::default()
+            }) {
+                f.kernel_step();
+                assert!(r.push(&Sqe {
+                    user_data: ud,
+                    ..Sqe::default()
+                }));
+            }
+        }
+        f.kernel_step();
+        assert_eq!(r.cq_ready(), Some(CQ_ENTRIES));
+        let mut order = Vec::new();
+        while let Some(c) = r.pop() {
+            order.push(c.user_data);
+        }
+        let want: Vec<u64> = [1, 2, 3, 5]
+            .into_iter()
+            .chain(10..(10 + u64::from(CQ_ENTRIES) - 4))
+            .collect();
+        assert_eq!(order, want);
     }
 
     #[test]

@@ -47,35 +47,12 @@ pub fn check(c: &Cqe) -> Result<i64, Error> {
     }
 }
 
-/// Moves every completion in the CQ to the stash, except the one carrying
-/// `want`, which is returned.
-fn drain(tls: &Tls, want: Option<u64>) -> Option<Cqe> {
-    let ring = tls.ring();
-    while let Some(c) = ring.pop() {
-        if Some(c.user_data) == want {
-            return Some(c);
-        }
-        if tls.with_stash(|s| s.put(c)).is_err() {
-            panic!(
-                "completion stash full ({} entries)",
-                crate::stash::STASH_ENTRIES
-            );
-        }
-    }
-    None
-}
-
 /// Publishes `s` on the calling thread's ring with a fresh `user_data`
-/// (its token), making room first if the SQ is full.
+/// (its token), making room first if the SQ is full ([`crate::stash::push`]).
 fn push(tls: &Tls, mut s: Sqe) -> Result<u64, Error> {
     let token = tls.fresh_user_data();
     s.user_data = token;
-    let ring = tls.ring();
-    while !ring.push(&s) {
-        // SQ full: let the kernel consume, and keep what completed.
-        drain(tls, None);
-        enter(0, 0)?;
-    }
+    tls.with_stash(|st| crate::stash::push(&tls.ring(), st, &s, enter))?;
     Ok(token)
 }
 
@@ -87,25 +64,12 @@ pub fn submit(s: Sqe) -> Result<u64, Error> {
     Ok(token)
 }
 
-/// Waits for the completion of a [`submit`]ted operation.
+/// Waits for the completion of a [`submit`]ted operation
+/// ([`crate::stash::wait_for`]: never panics; `Busy` when the stash and
+/// the CQ are full of completions nobody collected).
 pub fn wait_for(token: u64) -> Cqe {
     let tls = tls::current();
-    loop {
-        if let Some(c) = tls.with_stash(|s| s.take(token)) {
-            return c;
-        }
-        if let Some(c) = drain(tls, Some(token)) {
-            return c;
-        }
-        if let Err(e) = enter(1, TIMEOUT_NEVER) {
-            return Cqe {
-                user_data: token,
-                result: e.as_result(),
-                value0: 0,
-                value1: 0,
-            };
-        }
-    }
+    tls.with_stash(|st| crate::stash::wait_for(&tls.ring(), st, token, enter))
 }
 
 /// The next completion of any submission (stashed ones first, oldest

@@ -144,3 +144,108 @@ pub fn gated_spinners(n: usize, spin_ns_each: u64, tsc_hz: u64) -> Result<u64, F
     }
     Ok(union)
 }
+
+/// Submits `op` on `cap` with raw arguments and waits for it: the result,
+/// or the error its completion carries. For hostile tests that pass
+/// arguments no typed wrapper would.
+pub fn raw_call(op: abi::op::Op, cap: u32, args: &[u64]) -> Result<i64, Error> {
+    rt::sys::check(&rt::sys::call(rt::sys::sqe(op, cap, args)))
+}
+
+/// Counts the checks of a hostile smoke and builds failures that name the
+/// case (`<what> <case>: got <answer>`).
+#[derive(Default)]
+pub struct Checks {
+    /// Checks made so far.
+    pub count: u32,
+}
+
+impl Checks {
+    /// `got` must be exactly `Err(want)`.
+    pub fn err(
+        &mut self,
+        what: &str,
+        case: &str,
+        got: Result<i64, Error>,
+        want: Error,
+    ) -> Result<(), Fail> {
+        self.one_of(what, case, got, &[want], false)
+    }
+
+    /// `got` must be `Err(e)` for one of `wants`, or (with `ok_too`) any
+    /// success. For cases the ABI leaves open (a zero-length access, an
+    /// unpark of an unmapped word).
+    pub fn one_of(
+        &mut self,
+        what: &str,
+        case: &str,
+        got: Result<i64, Error>,
+        wants: &[Error],
+        ok_too: bool,
+    ) -> Result<(), Fail> {
+        self.count += 1;
+        let fine = match got {
+            Ok(_) => ok_too,
+            Err(e) => wants.contains(&e),
+        };
+        if !fine {
+            fail!("{} {}: got {:?}", what, case, got);
+        }
+        Ok(())
+    }
+
+    /// `got` must succeed.
+    pub fn ok(&mut self, what: &str, case: &str, got: Result<i64, Error>) -> Result<i64, Fail> {
+        self.count += 1;
+        match got {
+            Ok(v) => Ok(v),
+            Err(e) => fail!("{} {}: got {}", what, case, e.name()),
+        }
+    }
+}
+
+/// Waits for child `c` to end and checks how: `want` exactly.
+pub fn expect_end(
+    c: &rt::process::Child,
+    what: &str,
+    want: (abi::op::ExitKind, i64),
+) -> Result<(), Fail> {
+    let got = c.wait().ctx("wait child")?;
+    ensure!(
+        got == want,
+        "{}: child ended {:?}, want {:?}",
+        what,
+        got,
+        want
+    );
+    Ok(())
+}
+
+/// One named step of a smoke that goes on after a failed step.
+pub type Step = (&'static str, fn(&Args) -> Result<(), Fail>);
+
+/// Runs every step, even after one failed (so one known defect does not
+/// hide the others): each failing step prints
+/// `<name>: step <step> FAIL <reason>`, and the verdict line carries the
+/// first failure. The exit status as in [`run`].
+pub fn run_steps(name: &str, args: &Args, steps: &[Step]) -> i64 {
+    let mut first: Option<(&str, Fail)> = None;
+    for (step, body) in steps {
+        if let Err(f) = body(args) {
+            println!("{}: step {} FAIL {}", name, step, f.0.as_str());
+            if first.is_none() {
+                first = Some((step, f));
+            }
+        }
+    }
+    match first {
+        None => {
+            println!("SMOKE {} PASS", name);
+            0
+        }
+        Some((step, f)) => {
+            println!("SMOKE {} FAIL reason={}: {}", name, step, f.0.as_str());
+            1
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Command-line parsing, by hand: three subcommands with a few flags each.
+//! Command-line parsing, by hand: four subcommands with a few flags each.
 //!
 //! Flags take their value as the next argument (`--smp 2`) or after `=`
 //! (`--smp=2`). Empty values (`--accel ""`, as `make` passes for unset
@@ -18,7 +18,9 @@ usage:
   harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
   harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 3] [--repeat 3] [--accel auto|kvm|tcg]
-                [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]";
+                [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]
+  harness soak [--smp-list \"1 2 4 8\"] [--runs 20] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
+               [--out target/soak] [--mkiso PATH] MANIFEST...";
 
 /// Default guest memory.
 pub const DEFAULT_MEM: &str = "512M";
@@ -34,6 +36,8 @@ pub enum Command {
     Test(TestOpts),
     /// `harness scale`.
     Scale(ScaleOpts),
+    /// `harness soak`.
+    Soak(SoakOpts),
 }
 
 /// Options shared by every subcommand that boots QEMU.
@@ -98,6 +102,30 @@ pub struct ScaleOpts {
     pub mkiso: PathBuf,
 }
 
+/// `harness soak`.
+#[derive(Debug)]
+pub struct SoakOpts {
+    /// Manifests to build once and boot many times.
+    pub manifests: Vec<PathBuf>,
+    /// CPU counts to boot each under.
+    pub smp_list: Vec<u32>,
+    /// Boots per manifest and CPU count.
+    pub runs: u32,
+    /// Accelerator, memory, timeout.
+    pub boot: BootOpts,
+    /// Results root (`<out>/<stamp>/`).
+    pub out: PathBuf,
+    /// The ISO builder script.
+    pub mkiso: PathBuf,
+}
+
+/// Default `--runs` of `soak`.
+pub const SOAK_DEFAULT_RUNS: u32 = 20;
+/// Default `--smp-list` of `soak`.
+pub const SOAK_DEFAULT_SMP: [u32; 4] = [1, 2, 4, 8];
+/// Largest `--runs` of `soak`.
+const SOAK_MAX_RUNS: u32 = 10_000;
+
 /// Largest CPU count we pass to QEMU.
 const MAX_SMP: u32 = 256;
 /// Largest `--runs`.
@@ -116,6 +144,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         "run" => parse_run(flags).map(Command::Run),
         "test" => parse_test(flags).map(Command::Test),
         "scale" => parse_scale(flags).map(Command::Scale),
+        "soak" => parse_soak(flags).map(Command::Soak),
         other => bail!("unknown subcommand {other:?}"),
     }
 }
@@ -359,6 +388,32 @@ fn parse_scale(mut f: Flags) -> Result<ScaleOpts> {
     })
 }
 
+fn parse_soak(mut f: Flags) -> Result<SoakOpts> {
+    let smp_list = match f.take("smp-list") {
+        None => SOAK_DEFAULT_SMP.to_vec(),
+        Some(v) => parse_smp_list(&v)?,
+    };
+    let runs = f.take_u32("runs", SOAK_DEFAULT_RUNS, SOAK_MAX_RUNS)?;
+    let boot = f.take_boot()?;
+    let out = f
+        .take("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/soak"));
+    let mkiso = f.take_mkiso();
+    let manifests: Vec<PathBuf> = f.finish()?.into_iter().map(PathBuf::from).collect();
+    if manifests.is_empty() {
+        bail!("soak needs at least one MANIFEST");
+    }
+    Ok(SoakOpts {
+        manifests,
+        smp_list,
+        runs,
+        boot,
+        out,
+        mkiso,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +474,32 @@ mod tests {
         assert_eq!(o.manifests.len(), 2);
         assert_eq!(o.smp_list, vec![1, 2, 4]);
         assert_eq!(o.logdir, PathBuf::from("target/test-logs"));
+    }
+
+    #[test]
+    fn soak_defaults_and_flags() {
+        let Ok(Command::Soak(o)) = parse(&args(&["soak", "--runs", "", "a.toml"])) else {
+            panic!("expected soak");
+        };
+        assert_eq!(o.runs, 20);
+        assert_eq!(o.smp_list, vec![1, 2, 4, 8]);
+        assert_eq!(o.out, PathBuf::from("target/soak"));
+        let Ok(Command::Soak(o)) = parse(&args(&[
+            "soak",
+            "--runs=3",
+            "--smp-list",
+            "1",
+            "--accel",
+            "tcg",
+            "a.toml",
+            "b.toml",
+        ])) else {
+            panic!("expected soak");
+        };
+        assert_eq!((o.runs, o.smp_list, o.manifests.len()), (3, vec![1], 2));
+        assert_eq!(o.boot.accel, AccelRequest::Tcg);
+        assert!(parse(&args(&["soak"])).is_err());
+        assert!(parse(&args(&["soak", "--runs", "0", "a.toml"])).is_err());
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `harness`: boots scenario ISOs in QEMU and judges them.
 //!
-//! Three subcommands (see `cli.rs` for the flags):
+//! Four subcommands (see `cli.rs` for the flags):
 //!
 //! - `run`: boot one ISO, stream the serial console, exit 0/1/2 by the
 //!   guest's verdict (CONTRACTS.md section 1, `make run`);
 //! - `test`: build and boot every smoke manifest under several CPU counts
 //!   (`make test`);
-//! - `scale`: the scaling benchmark (CONTRACTS.md section 5).
+//! - `scale`: the scaling benchmark (CONTRACTS.md section 5);
+//! - `soak`: every smoke manifest many times (`make soak`).
 //!
 //! The guest-side protocol it reads is CONTRACTS.md section 4 (`parse.rs`).
 
@@ -21,6 +22,7 @@ mod report;
 mod runner;
 mod scale;
 mod smoke;
+mod soak;
 mod stats;
 mod svg;
 mod verdict;
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         cli::Command::Run(opts) => runner::run_command(&opts),
         cli::Command::Test(opts) => smoke::test_command(&opts),
         cli::Command::Scale(opts) => scale::scale_command(&opts),
+        cli::Command::Soak(opts) => soak::soak_command(&opts),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -19,9 +19,9 @@ use crate::runner::{self, BootSpec, STATUS_ERROR, STATUS_PASS};
 use std::time::Duration;
 
 /// One boot's line in the report.
-struct RunLine {
-    pass: bool,
-    text: String,
+pub(crate) struct RunLine {
+    pub(crate) pass: bool,
+    pub(crate) text: String,
 }
 
 /// `harness test`.
@@ -155,7 +155,7 @@ fn corrupt_initrd(opts: &TestOpts, manifest: &Path, accel: Accel, timeout: Durat
 }
 
 /// Every CPU QEMU was given must report `CPU <id> online` exactly once.
-fn check_online(line: RunLine, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
+pub(crate) fn check_online(line: RunLine, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
     let online = online_count(outcome);
     if !line.pass || online == smp as usize {
         return line;
@@ -180,7 +180,7 @@ fn online_count(outcome: &runner::BootOutcome) -> usize {
 }
 
 /// The report line for one boot.
-fn describe(name: &str, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
+pub(crate) fn describe(name: &str, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
     let secs = outcome.elapsed.as_secs_f64();
     let online = online_count(outcome);
     let panicked = outcome.lines.iter().any(|l| l.contains("PANIC"));
@@ -199,7 +199,7 @@ fn describe(name: &str, smp: u32, outcome: &runner::BootOutcome) -> RunLine {
 }
 
 /// The manifest's file stem (`smoke-ring` for `manifests/smoke-ring.toml`).
-fn stem(manifest: &Path) -> String {
+pub(crate) fn stem(manifest: &Path) -> String {
     manifest.file_stem().map_or_else(
         || "manifest".to_string(),
         |s| s.to_string_lossy().into_owned(),
