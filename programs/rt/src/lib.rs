@@ -111,8 +111,7 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 /// away (the process is ending) so the kernel takes submissions again. If
 /// the SQ still has no room or the kernel does not end the process, the
 /// thread faults (`ud2`), which ends it too.
-#[cfg(all(target_os = "none", not(test)))]
-fn exit_bare(status: i64) -> ! {
+pub(crate) fn exit_bare(status: i64) -> ! {
     /// Rounds of "empty the CQ, let the kernel consume" before giving up.
     const TRIES: u32 = 4;
     let ring = tls::current().ring();

@@ -159,7 +159,9 @@ pub fn proc_kill(cap: u32) -> Result<(), Error> {
 /// Op::Exit: ends the whole process with `status`.
 pub fn exit(status: i64) -> ! {
     let _ = call(sqe(Op::Exit, SELF_SLOT, &[status as u64]));
-    crate::arch::die()
+    // Only if the Exit could not even be submitted (a full SQ and a CQ
+    // full of uncollected completions): make room by discarding them.
+    crate::exit_bare(status)
 }
 
 /// Op::ThreadSpawn: (slot of the thread handle, tid).
