@@ -1,40 +1,28 @@
-//! A min-heap of deadlines with O(log n) insert, cancel and pop.
+//! Pending timers ordered by deadline: O(log n) insert, cancel and pop.
 //!
-//! Each CPU keeps one [`TimerHeap`] of its pending timers. A timer lives in
-//! a slot of a slab; the heap orders slot indices by deadline, and every
-//! slot remembers where its index sits in the heap, so cancelling a timer
-//! by its [`TimerKey`] is a sift from that position, not a scan. A slot's
-//! generation changes whenever it is freed, so a stale key (a timer that
-//! already fired or was cancelled) cancels nothing, even after the slot
-//! was reused.
+//! Each CPU keeps one [`TimerHeap`] of its pending timers. Timers sit in a
+//! B-tree keyed by (deadline, sequence): the earliest is the first entry,
+//! and cancelling by [`TimerKey`] is one tree removal, not a scan. The
+//! sequence number is unique for the heap's lifetime, so a stale key (a
+//! timer that already fired or was cancelled) never names a later timer.
 //!
-//! Memory: the slab and the heap grow to the largest number of timers ever
-//! pending at once and are reused afterwards; callers bound that number
-//! (the kernel charges every timer to a budget).
+//! Memory follows the number of pending timers: the tree frees its nodes
+//! as timers leave, so a storm of timers leaves no capacity behind that
+//! nobody is charged for (an index-based heap keeps its high-water mark).
 
-use alloc::vec::Vec;
+use alloc::collections::BTreeMap;
 
 /// Names one pending timer of one heap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimerKey {
-    slot: u32,
-    generation: u64,
-}
-
-struct Slot<E> {
-    generation: u64,
-    /// Position of this slot's index in `heap`, while it holds a timer.
-    pos: u32,
     deadline: u64,
-    event: Option<E>,
+    seq: u64,
 }
 
-/// Pending timers ordered by deadline.
+/// Pending timers ordered by deadline (ties in insertion order).
 pub struct TimerHeap<E> {
-    slots: Vec<Slot<E>>,
-    free: Vec<u32>,
-    /// Slot indices; `heap[0]` has the earliest deadline.
-    heap: Vec<u32>,
+    timers: BTreeMap<TimerKey, E>,
+    next_seq: u64,
 }
 
 impl<E> Default for TimerHeap<E> {
@@ -47,140 +35,52 @@ impl<E> TimerHeap<E> {
     /// An empty heap (allocates nothing).
     pub const fn new() -> TimerHeap<E> {
         TimerHeap {
-            slots: Vec::new(),
-            free: Vec::new(),
-            heap: Vec::new(),
+            timers: BTreeMap::new(),
+            next_seq: 0,
         }
     }
 
     /// Pending timers.
     pub fn len(&self) -> usize {
-        self.heap.len()
+        self.timers.len()
     }
 
     /// Whether no timer is pending.
     pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
+        self.timers.is_empty()
     }
 
-    /// Slots allocated (the high-water mark of pending timers).
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Adds a timer; `None` when the slab is full (`u32::MAX` slots).
-    pub fn insert(&mut self, deadline: u64, event: E) -> Option<TimerKey> {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                let s = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&s| s < u32::MAX)?;
-                self.slots.push(Slot {
-                    generation: 0,
-                    pos: 0,
-                    deadline: 0,
-                    event: None,
-                });
-                s
-            }
-        };
-        let pos = self.heap.len() as u32;
-        let s = &mut self.slots[slot as usize];
-        s.deadline = deadline;
-        s.event = Some(event);
-        s.pos = pos;
+    /// Adds a timer.
+    pub fn insert(&mut self, deadline: u64, event: E) -> TimerKey {
         let key = TimerKey {
-            slot,
-            generation: s.generation,
+            deadline,
+            seq: self.next_seq,
         };
-        self.heap.push(slot);
-        self.sift_up(pos as usize);
-        Some(key)
+        self.next_seq += 1;
+        self.timers.insert(key, event);
+        key
     }
 
     /// The earliest deadline.
     pub fn earliest(&self) -> Option<u64> {
-        self.heap.first().map(|&s| self.slots[s as usize].deadline)
+        self.timers.first_key_value().map(|(k, _)| k.deadline)
     }
 
     /// Removes the timer `key` names; `None` if it already fired or was
     /// cancelled.
     pub fn cancel(&mut self, key: TimerKey) -> Option<E> {
-        let s = self.slots.get(key.slot as usize)?;
-        if s.generation != key.generation || s.event.is_none() {
-            return None;
-        }
-        let pos = s.pos as usize;
-        Some(self.remove_at(pos))
+        self.timers.remove(&key)
     }
 
     /// Removes and returns the earliest timer if its deadline is at or
     /// before `now`.
     pub fn pop_due(&mut self, now: u64) -> Option<(u64, E)> {
-        let &first = self.heap.first()?;
-        let deadline = self.slots[first as usize].deadline;
-        if deadline > now {
+        let entry = self.timers.first_entry()?;
+        if entry.key().deadline > now {
             return None;
         }
-        Some((deadline, self.remove_at(0)))
-    }
-
-    fn remove_at(&mut self, pos: usize) -> E {
-        let slot = self.heap[pos];
-        let last = self.heap.len() - 1;
-        self.swap(pos, last);
-        self.heap.pop();
-        if pos < self.heap.len() {
-            self.sift_down(pos);
-            self.sift_up(pos);
-        }
-        let s = &mut self.slots[slot as usize];
-        s.generation = s.generation.wrapping_add(1);
-        let ev = s.event.take().expect("heap entry without an event");
-        self.free.push(slot);
-        ev
-    }
-
-    fn deadline_at(&self, pos: usize) -> u64 {
-        self.slots[self.heap[pos] as usize].deadline
-    }
-
-    fn swap(&mut self, a: usize, b: usize) {
-        self.heap.swap(a, b);
-        let (sa, sb) = (self.heap[a], self.heap[b]);
-        self.slots[sa as usize].pos = a as u32;
-        self.slots[sb as usize].pos = b as u32;
-    }
-
-    fn sift_up(&mut self, mut pos: usize) {
-        while pos > 0 {
-            let parent = (pos - 1) / 2;
-            if self.deadline_at(parent) <= self.deadline_at(pos) {
-                break;
-            }
-            self.swap(parent, pos);
-            pos = parent;
-        }
-    }
-
-    fn sift_down(&mut self, mut pos: usize) {
-        let n = self.heap.len();
-        loop {
-            let (l, r) = (2 * pos + 1, 2 * pos + 2);
-            let mut least = pos;
-            if l < n && self.deadline_at(l) < self.deadline_at(least) {
-                least = l;
-            }
-            if r < n && self.deadline_at(r) < self.deadline_at(least) {
-                least = r;
-            }
-            if least == pos {
-                break;
-            }
-            self.swap(pos, least);
-            pos = least;
-        }
+        let (k, e) = entry.remove_entry();
+        Some((k.deadline, e))
     }
 }
 
@@ -201,7 +101,7 @@ mod tests {
         let mut h = TimerHeap::new();
         let mut seed = 0x1234_5678_9abc_def1;
         for i in 0..1000u64 {
-            h.insert(rng(&mut seed) % 10_000, i).unwrap();
+            h.insert(rng(&mut seed) % 10_000, i);
         }
         let mut last = 0;
         let mut n = 0;
@@ -217,8 +117,8 @@ mod tests {
     #[test]
     fn pop_due_respects_now() {
         let mut h = TimerHeap::new();
-        h.insert(10, 'a').unwrap();
-        h.insert(20, 'b').unwrap();
+        h.insert(10, 'a');
+        h.insert(20, 'b');
         assert_eq!(h.pop_due(9), None);
         assert_eq!(h.pop_due(10), Some((10, 'a')));
         assert_eq!(h.pop_due(15), None);
@@ -231,7 +131,7 @@ mod tests {
         let mut seed = 42;
         let mut keys = Vec::new();
         for i in 0..500u64 {
-            keys.push((h.insert(rng(&mut seed) % 1000, i).unwrap(), i));
+            keys.push((h.insert(rng(&mut seed) % 1000, i), i));
         }
         // Cancel every third timer.
         for (k, i) in keys.iter().filter(|(_, i)| i % 3 == 0) {
@@ -251,29 +151,37 @@ mod tests {
     }
 
     #[test]
-    fn stale_key_never_cancels_a_reused_slot() {
+    fn stale_key_never_cancels_a_later_timer() {
         let mut h = TimerHeap::new();
-        let old = h.insert(5, "old").unwrap();
+        let old = h.insert(5, "old");
         assert_eq!(h.pop_due(5), Some((5, "old")));
-        let new = h.insert(7, "new").unwrap();
-        assert_eq!(h.capacity(), 1, "slot reused");
+        let new = h.insert(7, "new");
         assert_eq!(h.cancel(old), None);
         assert_eq!(h.len(), 1);
         assert_eq!(h.cancel(new), Some("new"));
     }
 
     #[test]
-    fn memory_is_reused_not_grown() {
+    fn same_deadline_keys_stay_distinct() {
+        let mut h = TimerHeap::new();
+        let a = h.insert(9, 1);
+        assert_eq!(h.cancel(a), Some(1));
+        let b = h.insert(9, 2);
+        assert_ne!(a, b);
+        assert_eq!(h.cancel(a), None);
+        assert_eq!(h.pop_due(9), Some((9, 2)));
+        assert_eq!(h.cancel(b), None);
+    }
+
+    #[test]
+    fn many_rounds_leave_nothing() {
         let mut h = TimerHeap::new();
         for round in 0..100u64 {
-            let keys: Vec<_> = (0..64)
-                .map(|i| h.insert(round * 64 + i, i).unwrap())
-                .collect();
+            let keys: Vec<_> = (0..64).map(|i| h.insert(round * 64 + i, i)).collect();
             for k in keys {
                 assert!(h.cancel(k).is_some());
             }
         }
-        assert_eq!(h.capacity(), 64);
         assert!(h.is_empty());
     }
 
@@ -287,7 +195,7 @@ mod tests {
             match rng(&mut seed) % 3 {
                 0 | 1 => {
                     let d = rng(&mut seed) % 5000;
-                    let k = h.insert(d, next).unwrap();
+                    let k = h.insert(d, next);
                     model.push((d, next, k));
                     next += 1;
                 }

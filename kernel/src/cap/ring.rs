@@ -6,6 +6,8 @@
 //! completions still wait (order is kept). If the thread waits in
 //! `cap_enter` and now has enough completions, it becomes runnable.
 
+use alloc::collections::VecDeque;
+
 use abi::ring::{Cqe, CQ_ENTRIES};
 
 use crate::mm::budget::{self, Kind};
@@ -62,8 +64,15 @@ pub fn flush_overflow(ti: &mut ThreadInner) {
         };
         write(ti, &c);
     }
+    if ti.overflow.is_empty() && ti.overflow.capacity() > OVERFLOW_KEEP {
+        // Give the burst's capacity back: its charges already went.
+        ti.overflow = VecDeque::new();
+    }
     publish_overflow(ti);
 }
+
+/// Overflow capacity a thread keeps once its overflow list drained.
+const OVERFLOW_KEEP: usize = 32;
 
 /// Operations of this thread that will complete later and have not yet.
 pub fn in_flight(ti: &ThreadInner) -> u64 {

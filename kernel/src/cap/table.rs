@@ -97,10 +97,20 @@ impl CapTable {
         if slot == abi::caps::SELF_SLOT {
             return Err(Error::Denied);
         }
-        self.slots
+        let cap = self
+            .slots
             .get_mut(slot as usize)
             .and_then(Option::take)
-            .ok_or(Error::BadSlot)
+            .ok_or(Error::BadSlot)?;
+        // Trailing empty slots go, and a table that shrank a lot gives its
+        // capacity back: only occupied slots are charged to the budget.
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+        if self.slots.capacity() > 2 * self.slots.len() + 16 {
+            self.slots.shrink_to_fit();
+        }
+        Ok(cap)
     }
 
     /// Empties the table (process end); returns the caps to drop outside the lock.
