@@ -202,7 +202,10 @@ pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>) {
     let skip = skip_ap.filter(|&i| {
         let ok = (1..aps).contains(&i);
         if !ok {
-            kprintln!("smp: test_skip_ap={i} ignored: the APs are CPUs 1..{aps}");
+            kprintln!(
+                "smp: test_skip_ap={i} ignored: no AP has that index ({} AP(s))",
+                aps.saturating_sub(1)
+            );
         }
         ok
     });
