@@ -57,7 +57,12 @@ pub fn boot(setup: &Setup<'_>, manifest: &Path) -> (bool, String) {
         echo: false,
     };
     match runner::boot(&spec) {
-        Ok(o) => judge(&name, o.elapsed.as_secs_f64(), o.status, &o.lines),
+        Ok(o) => judge(
+            &name,
+            o.elapsed.as_secs_f64(),
+            (o.status, &o.reason),
+            &o.lines,
+        ),
         Err(e) => (false, format!("FAIL {TAG} smp={SMP} (0.0 s) {e:#}")),
     }
 }
@@ -67,8 +72,10 @@ fn want() -> BTreeSet<u32> {
     (0..SMP).filter(|&c| c != SKIPPED).collect()
 }
 
-/// The verdict on the boot's log.
-fn judge(scenario: &str, secs: f64, status: u8, lines: &[String]) -> (bool, String) {
+/// The verdict on the boot's log; `status` is the runner's status and
+/// its reason.
+fn judge(scenario: &str, secs: f64, status: (u8, &str), lines: &[String]) -> (bool, String) {
+    let (status, reason) = status;
     let log = BootLog::parse(lines.iter().map(String::as_str));
     let want = want();
     let verdict_ok = log
@@ -91,7 +98,7 @@ fn judge(scenario: &str, secs: f64, status: u8, lines: &[String]) -> (bool, Stri
     }
     let mut why = Vec::new();
     if status != STATUS_PASS {
-        why.push(format!("status {status}"));
+        why.push(format!("status {status} ({reason})"));
     }
     if !verdict_ok {
         why.push(format!("want SCENARIO {scenario} PASS"));
@@ -128,7 +135,7 @@ mod tests {
         let (pass, text) = judge(
             "smoke-sched-spread",
             7.5,
-            0,
+            (0, "why"),
             &log(&[0, 2, 3], &[0, 2, 3], OK),
         );
         assert!(pass, "{text}");
@@ -139,13 +146,13 @@ mod tests {
     fn no_hole_or_a_wrong_hole_fails() {
         // The hook was ignored: every CPU came up.
         let all = log(&[0, 1, 2, 3], &[0, 1, 2, 3], OK);
-        assert!(!judge("smoke-sched-spread", 1.0, 0, &all).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &all).0);
         // A dense count: CPUs 0..3.
         let dense = log(&[0, 1, 2], &[0, 1, 2], OK);
-        assert!(!judge("smoke-sched-spread", 1.0, 0, &dense).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &dense).0);
         // One CPU printed twice.
         let twice = log(&[0, 2, 2, 3], &[0, 2, 3], OK);
-        assert!(!judge("smoke-sched-spread", 1.0, 0, &twice).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &twice).0);
     }
 
     #[test]
@@ -154,12 +161,20 @@ mod tests {
         let (pass, text) = judge(
             "smoke-sched-spread",
             1.0,
-            0,
+            (0, "why"),
             &log(&[0, 2, 3], &[0, 1, 2], OK),
         );
         assert!(!pass);
         assert!(text.contains("want CPUs {0, 2, 3}"), "{text}");
-        assert!(!judge("smoke-sched-spread", 1.0, 0, &log(&[0, 2, 3], &[0, 2], OK)).0);
+        assert!(
+            !judge(
+                "smoke-sched-spread",
+                1.0,
+                (0, "why"),
+                &log(&[0, 2, 3], &[0, 2], OK)
+            )
+            .0
+        );
     }
 
     #[test]
@@ -169,20 +184,20 @@ mod tests {
             &[0, 2, 3],
             "SCENARIO smoke-sched-spread FAIL reason=x",
         );
-        assert!(!judge("smoke-sched-spread", 1.0, 1, &fail).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (1, "why"), &fail).0);
         let other = log(&[0, 2, 3], &[0, 2, 3], "SCENARIO smoke-ring PASS");
-        assert!(!judge("smoke-sched-spread", 1.0, 0, &other).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &other).0);
         let none = log(&[0, 2, 3], &[0, 2, 3], "");
-        assert!(!judge("smoke-sched-spread", 1.0, 2, &none).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (2, "why"), &none).0);
         let mut panicked = log(&[0, 2, 3], &[0, 2, 3], OK);
         panicked.insert(0, "PANIC x".to_string());
-        assert!(!judge("smoke-sched-spread", 1.0, 0, &panicked).0);
+        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &panicked).0);
         // Status and verdict must agree.
         assert!(
             !judge(
                 "smoke-sched-spread",
                 1.0,
-                1,
+                (1, "why"),
                 &log(&[0, 2, 3], &[0, 2, 3], OK)
             )
             .0
