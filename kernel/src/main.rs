@@ -41,7 +41,7 @@ pub fn kmain(boot_info_phys: u64) -> ! {
     let facts = early_facts(boot_info_phys);
     mm_init(&facts);
     arch::init_cpu(0, arch::apic::initial_id());
-    smp::init(facts.0.rsdp);
+    smp::init(facts.0.rsdp, test_skip_ap(&facts));
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
         (mm::frame::free_frames() * 4096) >> 20,
@@ -62,6 +62,31 @@ fn early_facts(boot_info_phys: u64) -> EarlyFacts {
         Ok(f) => EarlyFacts(f),
         Err(e) => panic!("{e}"),
     }
+}
+
+/// The `test_skip_ap=<index>` test hook from the kernel command line
+/// (`smp::init` checks the range). Logs the command line when there is
+/// one, and a value that is not an index.
+fn test_skip_ap(f: &EarlyFacts) -> Option<usize> {
+    let line = f.0.cmdline();
+    if f.0.cmdline_cut {
+        kprintln!(
+            "kernel: command line unreadable or longer than {} bytes: only its start is read",
+            arch::multiboot::CMDLINE_MAX
+        );
+    }
+    if !line.trim_ascii().is_empty() {
+        kprintln!("kernel: command line {}", console::Escaped(line));
+    }
+    let v = klib::cmdline::value(line, "test_skip_ap")?;
+    let index = klib::cmdline::parse_index(v);
+    if index.is_none() {
+        kprintln!(
+            "kernel: test_skip_ap={} ignored: not a CPU index",
+            console::Escaped(v)
+        );
+    }
+    index
 }
 
 struct EarlyFacts(arch::multiboot::BootFacts);

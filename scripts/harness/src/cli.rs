@@ -15,7 +15,7 @@ use crate::qemu::AccelRequest;
 pub const USAGE: &str = "\
 usage:
   harness run --iso ISO [--smp N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS] [--log FILE]
-  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
+  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--cpu-hole M] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
   harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 3] [--repeat 3] [--accel auto|kvm|tcg]
                 [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]
@@ -75,6 +75,8 @@ pub struct TestOpts {
     pub extra: Vec<(String, Vec<u32>)>,
     /// Boot this manifest with a corrupted initrd and expect a clean PANIC.
     pub corrupt: Option<PathBuf>,
+    /// Boot this manifest at -smp 4 with AP 1 left out (`hole.rs`).
+    pub cpu_hole: Option<PathBuf>,
     /// Accelerator, memory, timeout.
     pub boot: BootOpts,
     /// Where the serial logs go.
@@ -325,6 +327,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         Some(v) => parse_extra(&v)?,
     };
     let corrupt = f.take("corrupt-initrd").map(PathBuf::from);
+    let cpu_hole = f.take("cpu-hole").map(PathBuf::from);
     let boot = f.take_boot()?;
     let logdir = f
         .take("logdir")
@@ -340,6 +343,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         smp_list,
         extra,
         corrupt,
+        cpu_hole,
         boot,
         logdir,
         mkiso,
@@ -474,6 +478,12 @@ mod tests {
         assert_eq!(o.manifests.len(), 2);
         assert_eq!(o.smp_list, vec![1, 2, 4]);
         assert_eq!(o.logdir, PathBuf::from("target/test-logs"));
+        assert_eq!(o.cpu_hole, None);
+        let Ok(Command::Test(o)) = parse(&args(&["test", "--cpu-hole", "h.toml", "a.toml"])) else {
+            panic!("expected test");
+        };
+        assert_eq!(o.cpu_hole, Some(PathBuf::from("h.toml")));
+        assert_eq!(o.manifests, vec![PathBuf::from("a.toml")]);
     }
 
     #[test]

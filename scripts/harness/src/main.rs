@@ -13,6 +13,7 @@
 
 mod cli;
 mod forged;
+mod hole;
 mod manifest;
 mod mkiso;
 mod native;

@@ -87,14 +87,7 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
         } else {
             failed += 1;
         }
-        let setup = crate::forged::Setup {
-            mkiso: &opts.mkiso,
-            logdir: &opts.logdir,
-            accel,
-            mem: &opts.boot.mem,
-            timeout,
-        };
-        for (pass, text) in crate::forged::boots(&setup, manifest) {
+        for (pass, text) in crate::forged::boots(&setup(opts, accel, timeout), manifest) {
             println!("{text}");
             if pass {
                 passed += 1;
@@ -103,8 +96,28 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
             }
         }
     }
+    if let Some(manifest) = &opts.cpu_hole {
+        let (pass, text) = crate::hole::boot(&setup(opts, accel, timeout), manifest);
+        println!("{text}");
+        if pass {
+            passed += 1;
+        } else {
+            failed += 1;
+        }
+    }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// Where the extra boots (forged initrds, the CPU hole) run.
+fn setup(opts: &TestOpts, accel: Accel, timeout: Duration) -> crate::forged::Setup<'_> {
+    crate::forged::Setup {
+        mkiso: &opts.mkiso,
+        logdir: &opts.logdir,
+        accel,
+        mem: &opts.boot.mem,
+        timeout,
+    }
 }
 
 /// Boots `manifest` with one initrd byte flipped: the kernel must refuse it

@@ -3,7 +3,8 @@
 //! Called twice: once very early through the boot stub's identity map (to
 //! find RAM before the kernel's own tables exist) and once later through
 //! the direct map (for the ACPI RSDP and the modules). Everything the
-//! kernel needs is copied out into plain values.
+//! kernel needs is copied out into plain values, the command line too (a
+//! bounded copy: its first [`CMDLINE_MAX`] bytes).
 
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
@@ -13,6 +14,9 @@ use crate::mm::frame::PhysRange;
 pub const MAX_AREAS: usize = 32;
 /// Most modules kept.
 pub const MAX_MODULES: usize = 4;
+/// Most command-line bytes kept (the kernel reads only short test hooks
+/// from it; a longer line is cut at a character boundary).
+pub const CMDLINE_MAX: usize = 256;
 
 /// What the kernel takes from the boot information.
 pub struct BootFacts {
@@ -29,6 +33,22 @@ pub struct BootFacts {
     /// Physical address of the RSDP copy inside the boot information, if
     /// GRUB passed one (the v2 tag preferred), and whether it is v2.
     pub rsdp: Option<(u64, bool)>,
+    /// The command line's first bytes (UTF-8, cut at a character boundary).
+    pub cmdline: [u8; CMDLINE_MAX],
+    /// Bytes used in `cmdline`.
+    pub cmdline_len: usize,
+    /// Whether the command line was longer than [`CMDLINE_MAX`] bytes, or
+    /// unreadable (not UTF-8, no terminating NUL) and so left empty.
+    pub cmdline_cut: bool,
+}
+
+impl BootFacts {
+    /// The command line copied from the boot information ("" without one).
+    pub fn cmdline(&self) -> &str {
+        // Copied from a `&str` and cut at a character boundary, so this
+        // never fails; "" covers the impossible case.
+        core::str::from_utf8(self.cmdline.get(..self.cmdline_len).unwrap_or(&[])).unwrap_or("")
+    }
 }
 
 /// Parses the boot information at virtual address `virt` (whose physical
@@ -51,6 +71,9 @@ pub unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
             end: phys + info.total_size() as u64,
         },
         rsdp: None,
+        cmdline: [0; CMDLINE_MAX],
+        cmdline_len: 0,
+        cmdline_cut: false,
     };
     let map = info
         .memory_map_tag()
@@ -71,6 +94,20 @@ pub unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
                 end: u64::from(m.end_address()),
             };
             f.nmodules += 1;
+        }
+    }
+    if let Some(t) = info.command_line_tag() {
+        match t.cmdline() {
+            Ok(line) => {
+                let mut n = line.len().min(CMDLINE_MAX);
+                while !line.is_char_boundary(n) {
+                    n -= 1;
+                }
+                f.cmdline[..n].copy_from_slice(&line.as_bytes()[..n]);
+                f.cmdline_len = n;
+                f.cmdline_cut = n < line.len();
+            }
+            Err(_) => f.cmdline_cut = true,
         }
     }
     let base = virt;
