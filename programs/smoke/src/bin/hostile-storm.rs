@@ -11,10 +11,12 @@
 //!   waiting `cap_enter`); one call may consume at most SQ_ENTRIES. A third
 //!   thread maps, touches and unmaps meanwhile (TLB shootdowns), which
 //!   must be answered. Today the call runs as long as the sibling feeds it.
-//! - `timers` (defect 3): 8 threads keep 500 sleeps and 3,500 park
-//!   timeouts each outstanding (32,000 timers), then every park is woken
-//!   early by Unpark. Every completion must arrive exactly once, no sleep
-//!   before its delay, and the woken count must match Unpark's results.
+//! - `timers` (defect 3): 8 threads keep 2,000 sleeps (1 to 201 ms) and
+//!   1,900 park timeouts each outstanding (31,200 timers), then one Unpark
+//!   wakes every park early while a sibling shoots down. Every completion
+//!   must arrive exactly once, no sleep before its delay, and the woken
+//!   count must match Unpark's result. (The ABI promises no completion
+//!   order between sleeps, so none is checked.)
 //! - `unpark`: up to 16,384 threads park (with a timeout) on one word; one
 //!   `Unpark(u64::MAX)` wakes them while a sibling shoots down. Today the
 //!   linear timer cancel keeps the CPU in ring 0 long enough for the
@@ -172,27 +174,35 @@ fn sleep_heap_child(a: &Args) -> i64 {
 
 // ---- enter-pinned -----------------------------------------------------
 
-/// NOPs the feeder offers at most (it stops earlier once the call returns).
+/// NOPs the feeder offers at most (it stops earlier once the victim is done).
 const FEED_MAX: u64 = 400_000;
+/// Calls the victim makes per variant (the feeder must catch one of them
+/// while it runs on another CPU).
+const VICTIM_TRIES: u32 = 40;
 
 static V_RING: AtomicU64 = AtomicU64::new(0);
-static V_ENTERED: AtomicBool = AtomicBool::new(false);
 static V_DONE: AtomicBool = AtomicBool::new(false);
-static V_CONSUMED: AtomicU32 = AtomicU32::new(0);
+static V_MAX: AtomicU32 = AtomicU32::new(0);
+static FEEDING: AtomicBool = AtomicBool::new(false);
 static FEED_STOPPED: AtomicBool = AtomicBool::new(false);
 
-/// The pinned thread: waits for a full SQ, enters once, records how many
-/// SQEs that one call consumed, then drains what the feeder left.
+/// The pinned thread: each time the feeder has filled its SQ, enters once
+/// and records how many SQEs that one call consumed; then drains what the
+/// feeder left.
 fn victim(min: u64, timeout_ns: u64) -> i64 {
     let r = RawRing::current();
     V_RING.store(r.0.addr() as u64, Ordering::Release);
-    while r.0.sq_pending() != Some(SQ_ENTRIES) {
-        core::hint::spin_loop();
+    for _ in 0..VICTIM_TRIES {
+        while !FEEDING.load(Ordering::Acquire) || r.0.sq_pending() != Some(SQ_ENTRIES) {
+            if FEED_STOPPED.load(Ordering::Acquire) {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        let h0 = r.sq_head();
+        r.enter(min, timeout_ns);
+        V_MAX.fetch_max(r.sq_head().wrapping_sub(h0), Ordering::AcqRel);
     }
-    let h0 = r.sq_head();
-    V_ENTERED.store(true, Ordering::Release);
-    r.enter(min, timeout_ns);
-    V_CONSUMED.store(r.sq_head().wrapping_sub(h0), Ordering::Release);
     V_DONE.store(true, Ordering::Release);
     while !FEED_STOPPED.load(Ordering::Acquire) {
         core::hint::spin_loop();
@@ -206,7 +216,7 @@ fn victim(min: u64, timeout_ns: u64) -> i64 {
     }
 }
 
-/// Keeps the victim's SQ full and its CQ empty until its call returns.
+/// Keeps the victim's SQ full and its CQ empty until it is done.
 fn feeder() -> i64 {
     let addr = loop {
         let v = V_RING.load(Ordering::Acquire);
@@ -215,19 +225,18 @@ fn feeder() -> i64 {
         }
         core::hint::spin_loop();
     };
-    // SAFETY: the victim's ring, mapped read-write in this process; while
-    // the victim is inside cap_enter only this thread touches it from user
-    // space, and it stops before the victim drains it.
+    // SAFETY: the victim's ring, mapped read-write in this process; the
+    // victim only enters the kernel while this thread feeds, and drains the
+    // ring itself only after FEED_STOPPED.
     let ring = unsafe { Ring::from_raw(addr as usize) };
     let nop = sqe(Op::Nop, SELF_SLOT, 7, &[]);
     let mut fed = 0u64;
+    FEEDING.store(true, Ordering::Release);
     while !V_DONE.load(Ordering::Acquire) && fed < FEED_MAX {
         if ring.push(&nop) {
             fed += 1;
         }
-        if V_ENTERED.load(Ordering::Acquire) {
-            while ring.pop().is_some() {}
-        }
+        while ring.pop().is_some() {}
     }
     FEED_STOPPED.store(true, Ordering::Release);
     fed as i64
@@ -236,11 +245,12 @@ fn feeder() -> i64 {
 fn enter_pinned(a: &Args) -> Result<(), Fail> {
     let shooter = Shooter::start()?;
     // cap_enter(0, 0), then a waiting cap_enter that can never be satisfied
-    // (min = CQ size while the feeder drains the CQ) with a 50 ms timeout.
-    for (min, timeout) in [(0u64, 0u64), (u64::from(abi::ring::CQ_ENTRIES), 50_000_000)] {
+    // (min = CQ size while the feeder drains the CQ) with a 5 ms timeout.
+    for (min, timeout) in [(0u64, 0u64), (u64::from(abi::ring::CQ_ENTRIES), 5_000_000)] {
         V_RING.store(0, Ordering::Release);
-        V_ENTERED.store(false, Ordering::Release);
         V_DONE.store(false, Ordering::Release);
+        V_MAX.store(0, Ordering::Release);
+        FEEDING.store(false, Ordering::Release);
         FEED_STOPPED.store(false, Ordering::Release);
         let mut v = thread::spawn_with_stack(16 * 1024, move || victim(min, timeout))
             .ctx("spawn victim")?;
@@ -249,11 +259,12 @@ fn enter_pinned(a: &Args) -> Result<(), Fail> {
         ensure!(v.join().ctx("join victim")? == 0, "victim failed");
         f.close().ctx("close feeder")?;
         v.close().ctx("close victim")?;
-        let consumed = V_CONSUMED.load(Ordering::Acquire);
+        let consumed = V_MAX.load(Ordering::Acquire);
         println!(
-            "HOSTILE enter-pinned min={} cpus={} consumed={} fed={} shootdowns={}",
+            "HOSTILE enter-pinned min={} cpus={} tries={} max_consumed={} fed={} shootdowns={}",
             min,
             a.cpus(),
+            VICTIM_TRIES,
             consumed,
             fed,
             Shooter::rounds()
@@ -273,15 +284,15 @@ fn enter_pinned(a: &Args) -> Result<(), Fail> {
 // ---- timers -----------------------------------------------------------
 
 const TIMER_THREADS: usize = 8;
-const SLEEPS_EACH: u32 = 500;
-const PARKS_EACH: u32 = 3500;
+const SLEEPS_EACH: u32 = 2000;
+const PARKS_EACH: u32 = 1900;
 const SLEEP_TAG: u64 = 1 << 40;
 const PARK_TAG: u64 = 2 << 40;
 
-static T_WORDS: [AtomicU32; TIMER_THREADS] = [const { AtomicU32::new(0) }; TIMER_THREADS];
+static T_WORD: AtomicU32 = AtomicU32::new(0);
 static T_SUBMITTED: AtomicU32 = AtomicU32::new(0);
 
-/// Delay of sleep `i`: 1 ms to 50.9 ms, shuffled.
+/// Delay of sleep `i`: 1 ms to 200.9 ms, shuffled.
 fn sleep_ns(i: u32) -> u64 {
     1_000_000 + u64::from(i * 7919 % SLEEPS_EACH) * 100_000
 }
@@ -342,9 +353,9 @@ impl Tally {
 
 /// One timer thread: the number of its parks that were woken, or a
 /// negative problem code.
-fn timer_thread(idx: usize, timer: u32, tsc_hz: u64) -> i64 {
+fn timer_thread(timer: u32, tsc_hz: u64) -> i64 {
     let r = RawRing::current();
-    let addr = &T_WORDS[idx] as *const AtomicU32 as u64;
+    let addr = &T_WORD as *const AtomicU32 as u64;
     let total = SLEEPS_EACH + PARKS_EACH;
     let mut t = Tally {
         seen: [0; ((SLEEPS_EACH + PARKS_EACH) as usize).div_ceil(64)],
@@ -398,17 +409,14 @@ fn timers(a: &Args) -> Result<(), Fail> {
     let hz = a.tsc_hz();
     let shooter = Shooter::start()?;
     let mut ts: [Option<thread::Thread>; TIMER_THREADS] = [const { None }; TIMER_THREADS];
-    for (i, t) in ts.iter_mut().enumerate() {
+    for t in ts.iter_mut() {
         *t = Some(
-            thread::spawn_with_stack(32 * 1024, move || timer_thread(i, timer, hz))
+            thread::spawn_with_stack(32 * 1024, move || timer_thread(timer, hz))
                 .ctx("spawn timer thread")?,
         );
     }
     wait_count(&T_SUBMITTED, TIMER_THREADS as u32);
-    let mut unparked = 0u64;
-    for w in &T_WORDS {
-        unparked += sys::unpark(w, u64::MAX).ctx("unpark")?;
-    }
+    let unparked = sys::unpark(&T_WORD, u64::MAX).ctx("unpark")?;
     let mut woken = 0u64;
     for t in ts.iter_mut() {
         let Some(mut t) = t.take() else { continue };
@@ -470,6 +478,8 @@ fn parker(_: u64, r: RawRing) -> i64 {
 }
 
 fn unpark_storm(a: &Args) -> Result<(), Fail> {
+    // The shooter first: the parkers may fill the thread registry.
+    let shooter = Shooter::start()?;
     let mut n = 0u32;
     let mut stop = None;
     while n < PARKERS_MAX {
@@ -493,7 +503,6 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
     ensure!(n >= 64, "only {} parkers could be started", n);
     wait_count(&U_READY, n);
     nap(100_000_000); // let the last ones reach Park (late ones see ValueChanged)
-    let shooter = Shooter::start()?;
     U_WORD.store(1, Ordering::Release);
     let woken = sys::unpark(&U_WORD, u64::MAX).ctx("unpark")?;
     wait_count(&U_FINISHED, n);
