@@ -330,6 +330,8 @@ pub struct Storm {
     pub stop: Option<Error>,
 }
 
+/// Pause between two shooter rounds.
+const SHOOT_NAP_NS: u64 = 1_000_000;
 /// Set by the main thread when a [`Shooter`] should stop.
 static SHOOT_STOP: AtomicBool = AtomicBool::new(false);
 /// Rounds the shooter completed.
@@ -338,7 +340,9 @@ static SHOOT_ROUNDS: AtomicU64 = AtomicU64::new(0);
 static SHOOT_ERR: AtomicU64 = AtomicU64::new(0);
 
 /// A sibling thread that maps 16 pages, touches them and unmaps them in a
-/// loop (each unmap shoots down every CPU that runs the process).
+/// loop, 1 ms apart (each unmap shoots down every CPU that runs the
+/// process, and one that does not answer within the kernel's deadline
+/// panics it).
 pub struct Shooter(rt::thread::Thread);
 
 impl Shooter {
@@ -354,6 +358,9 @@ impl Shooter {
                     return 1;
                 }
                 SHOOT_ROUNDS.fetch_add(1, Ordering::AcqRel);
+                // Leave the CPU between rounds, so the threads under test
+                // spread over the other CPUs and run concurrently.
+                nap(SHOOT_NAP_NS);
             }
             0
         })

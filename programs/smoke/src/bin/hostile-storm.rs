@@ -185,18 +185,44 @@ static V_DONE: AtomicBool = AtomicBool::new(false);
 static V_MAX: AtomicU32 = AtomicU32::new(0);
 static FEEDING: AtomicBool = AtomicBool::new(false);
 static FEED_STOPPED: AtomicBool = AtomicBool::new(false);
+static FEED_BEAT: AtomicU64 = AtomicU64::new(0);
+static V_CONCURRENT: AtomicU32 = AtomicU32::new(0);
 
-/// The pinned thread: each time the feeder has filled its SQ, enters once
-/// and records how many SQEs that one call consumed; then drains what the
-/// feeder left.
-fn victim(min: u64, timeout_ns: u64) -> i64 {
+/// Spins the victim waits at most for proof that the feeder runs on
+/// another CPU right now.
+const CONCURRENT_SPINS: u32 = 1 << 22;
+
+/// Whether the feeder's heartbeat moves while this thread spins (so the two
+/// run on different CPUs at this moment).
+fn feeder_runs_beside_me() -> bool {
+    let b0 = FEED_BEAT.load(Ordering::Acquire);
+    for _ in 0..1000 {
+        core::hint::spin_loop();
+    }
+    FEED_BEAT.load(Ordering::Acquire) != b0
+}
+
+/// The pinned thread: each time the feeder has filled its SQ (and, with
+/// several CPUs, runs beside it), enters once and records how many SQEs
+/// that one call consumed; then drains what the feeder left.
+fn victim(min: u64, timeout_ns: u64, cpus: u64) -> i64 {
     let r = RawRing::current();
     V_RING.store(r.0.addr() as u64, Ordering::Release);
     for _ in 0..VICTIM_TRIES {
-        while !FEEDING.load(Ordering::Acquire) || r.0.sq_pending() != Some(SQ_ENTRIES) {
+        let mut spins = 0u32;
+        loop {
             if FEED_STOPPED.load(Ordering::Acquire) {
                 break;
             }
+            let full = FEEDING.load(Ordering::Acquire) && r.0.sq_pending() == Some(SQ_ENTRIES);
+            if full && (cpus < 2 || spins >= CONCURRENT_SPINS) {
+                break;
+            }
+            if full && feeder_runs_beside_me() {
+                V_CONCURRENT.fetch_add(1, Ordering::AcqRel);
+                break;
+            }
+            spins = spins.saturating_add(1);
             core::hint::spin_loop();
         }
         let h0 = r.sq_head();
@@ -237,6 +263,7 @@ fn feeder() -> i64 {
             fed += 1;
         }
         while ring.pop().is_some() {}
+        FEED_BEAT.fetch_add(1, Ordering::Release);
     }
     FEED_STOPPED.store(true, Ordering::Release);
     fed as i64
@@ -244,15 +271,17 @@ fn feeder() -> i64 {
 
 fn enter_pinned(a: &Args) -> Result<(), Fail> {
     let shooter = Shooter::start()?;
+    let cpus = a.cpus();
     // cap_enter(0, 0), then a waiting cap_enter that can never be satisfied
     // (min = CQ size while the feeder drains the CQ) with a 5 ms timeout.
     for (min, timeout) in [(0u64, 0u64), (u64::from(abi::ring::CQ_ENTRIES), 5_000_000)] {
         V_RING.store(0, Ordering::Release);
         V_DONE.store(false, Ordering::Release);
         V_MAX.store(0, Ordering::Release);
+        V_CONCURRENT.store(0, Ordering::Release);
         FEEDING.store(false, Ordering::Release);
         FEED_STOPPED.store(false, Ordering::Release);
-        let mut v = thread::spawn_with_stack(16 * 1024, move || victim(min, timeout))
+        let mut v = thread::spawn_with_stack(16 * 1024, move || victim(min, timeout, cpus))
             .ctx("spawn victim")?;
         let mut f = thread::spawn_with_stack(16 * 1024, feeder).ctx("spawn feeder")?;
         let fed = f.join().ctx("join feeder")?;
@@ -261,10 +290,11 @@ fn enter_pinned(a: &Args) -> Result<(), Fail> {
         v.close().ctx("close victim")?;
         let consumed = V_MAX.load(Ordering::Acquire);
         println!(
-            "HOSTILE enter-pinned min={} cpus={} tries={} max_consumed={} fed={} shootdowns={}",
+            "HOSTILE enter-pinned min={} cpus={} tries={} concurrent={} max_consumed={} fed={} shootdowns={}",
             min,
-            a.cpus(),
+            cpus,
             VICTIM_TRIES,
+            V_CONCURRENT.load(Ordering::Acquire),
             consumed,
             fed,
             Shooter::rounds()
