@@ -92,8 +92,9 @@ fn run_child_checked(a: &Args, mode: &str, caps: &[u32]) -> Result<(), Fail> {
 
 /// Most sleeper threads before the test gives up waiting for NoMemory.
 const SLEEPERS_MAX: u32 = 1000;
-/// Sleeps each sleeper keeps outstanding (the per-thread limit).
-const SLEEPS_PER_THREAD: u32 = 4096;
+/// Sleeps each sleeper keeps outstanding (just below the per-thread limit
+/// of 4,096, so that a refusal can only come from the budget).
+const SLEEPS_PER_THREAD: u32 = 4000;
 
 static SH_DONE: AtomicU32 = AtomicU32::new(0);
 static SH_NOMEM: AtomicU32 = AtomicU32::new(0);
@@ -492,6 +493,7 @@ static U_READY: AtomicU32 = AtomicU32::new(0);
 static U_FINISHED: AtomicU32 = AtomicU32::new(0);
 static U_WOKEN: AtomicU32 = AtomicU32::new(0);
 static U_CHANGED: AtomicU32 = AtomicU32::new(0);
+static U_NOMEM: AtomicU32 = AtomicU32::new(0);
 static U_OTHER: AtomicU32 = AtomicU32::new(0);
 
 fn parker(_: u64, r: RawRing) -> i64 {
@@ -500,6 +502,8 @@ fn parker(_: u64, r: RawRing) -> i64 {
     let counter = match (c.result, ParkResult::from_raw(c.value0)) {
         (0, Some(ParkResult::Woken)) => &U_WOKEN,
         (0, Some(ParkResult::ValueChanged)) => &U_CHANGED,
+        // The budget may run out between a parker's start and its park.
+        (r, _) if r == Error::NoMemory.as_result() => &U_NOMEM,
         _ => &U_OTHER,
     };
     counter.fetch_add(1, Ordering::AcqRel);
@@ -537,17 +541,19 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
     let woken = sys::unpark(&U_WORD, u64::MAX).ctx("unpark")?;
     wait_count(&U_FINISHED, n);
     let rounds = shooter.stop()?;
-    let (w, ch, other) = (
+    let (w, ch, nomem, other) = (
         U_WOKEN.load(Ordering::Acquire),
         U_CHANGED.load(Ordering::Acquire),
+        U_NOMEM.load(Ordering::Acquire),
         U_OTHER.load(Ordering::Acquire),
     );
     println!(
-        "HOSTILE unpark parkers={} stop={} woken={} value_changed={} cpus={} shootdowns={}",
+        "HOSTILE unpark parkers={} stop={} woken={} value_changed={} park_nomem={} cpus={} shootdowns={}",
         n,
         stop.map_or("cap", Error::name),
         woken,
         ch,
+        nomem,
         a.cpus(),
         rounds
     );
@@ -558,7 +564,14 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
         woken,
         w
     );
-    ensure!(w + ch == n, "{} + {} parkers ended, want {}", w, ch, n);
+    ensure!(
+        w + ch + nomem == n,
+        "{} + {} + {} parkers ended, want {}",
+        w,
+        ch,
+        nomem,
+        n
+    );
     ensure!(woken > 0, "nobody was woken");
     Ok(())
 }
