@@ -12,8 +12,10 @@
 //!   thread maps, touches and unmaps meanwhile (TLB shootdowns), which
 //!   must be answered. Today the call runs as long as the sibling feeds it.
 //! - `timers` (defect 3): 8 threads keep 2,000 sleeps (1 to 201 ms) and
-//!   1,900 park timeouts each outstanding (31,200 timers), then one Unpark
-//!   wakes every park early while a sibling shoots down. Every completion
+//!   1,900 park timeouts each outstanding, beside 32,000 hour-long sleeps
+//!   (63,200 timers), then one Unpark wakes every park early while a
+//!   sibling shoots down (today each cancel scans a CPU's whole list with
+//!   interrupts off). Every completion
 //!   must arrive exactly once, no sleep before its delay, and the woken
 //!   count must match Unpark's result. (The ABI promises no completion
 //!   order between sleeps, so none is checked.)
@@ -435,9 +437,49 @@ fn timer_thread(timer: u32, tsc_hz: u64) -> i64 {
     }
 }
 
+/// Threads that only hold hour-long sleeps (never cancelled, released at
+/// exit), so the timer lists are long while the parks are cancelled.
+const BALLAST_THREADS: u32 = 8;
+const BALLAST_SLEEPS: u32 = 4000;
+
+static BALLAST_READY: AtomicU32 = AtomicU32::new(0);
+static BALLAST_BAD: AtomicU32 = AtomicU32::new(0);
+
+fn ballast(timer: u64, r: RawRing) -> i64 {
+    let res = r.flood(
+        BALLAST_SLEEPS,
+        |i| {
+            sqe(
+                Op::TimerSleep,
+                timer as u32,
+                u64::from(i),
+                &[HOUR_NS + u64::from(i)],
+            )
+        },
+        |_| {},
+    );
+    if res.stalled || res.completed > 0 {
+        BALLAST_BAD.fetch_add(1, Ordering::AcqRel);
+    }
+    BALLAST_READY.fetch_add(1, Ordering::AcqRel);
+    loop {
+        r.enter(1, TIMEOUT_NEVER);
+        while r.0.pop().is_some() {}
+    }
+}
+
 fn timers(a: &Args) -> Result<(), Fail> {
     let timer = need_cap(a, CapKind::Timer)?;
     let hz = a.tsc_hz();
+    for _ in 0..BALLAST_THREADS {
+        let (slot, _) = raw_spawn(ballast, u64::from(timer)).ctx("spawn ballast")?;
+        sys::cap_close(slot).ctx("close ballast")?;
+    }
+    wait_count(&BALLAST_READY, BALLAST_THREADS);
+    ensure!(
+        BALLAST_BAD.load(Ordering::Acquire) == 0,
+        "a ballast sleep failed or stalled"
+    );
     let shooter = Shooter::start()?;
     let mut ts: [Option<thread::Thread>; TIMER_THREADS] = [const { None }; TIMER_THREADS];
     for t in ts.iter_mut() {
@@ -465,9 +507,10 @@ fn timers(a: &Args) -> Result<(), Fail> {
     }
     let rounds = shooter.stop()?;
     println!(
-        "HOSTILE timers threads={} sleeps={} parks={} unparked={} woken={} shootdowns={}",
+        "HOSTILE timers threads={} sleeps={} hour_sleeps={} parks={} unparked={} woken={} shootdowns={}",
         TIMER_THREADS,
         TIMER_THREADS as u32 * SLEEPS_EACH,
+        BALLAST_THREADS * BALLAST_SLEEPS,
         TIMER_THREADS as u32 * PARKS_EACH,
         unparked,
         woken,
