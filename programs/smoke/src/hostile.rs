@@ -85,6 +85,23 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Fails unless the free frames are back where `self` saw them (for
+    /// a check inside a process whose kernel tables may keep capacity
+    /// they grew; the charge is checked once the process has ended).
+    pub fn expect_frames_back(&self, what: &str) -> Result<(), Fail> {
+        let (now, _) = sys::mem_stats().ctx("mem-stats")?;
+        if now != self.frames {
+            fail!(
+                "{}: free frames {} before, {} after ({} held)",
+                what,
+                self.frames,
+                now,
+                self.frames as i64 - now as i64
+            );
+        }
+        Ok(())
+    }
+
     /// Polls (sleeping on a park timeout, at most `tries` times 10 ms)
     /// until frames and the charge are back: for teardown that finishes on
     /// another CPU after the waiter was told. Then [`Snapshot::expect_back`].

@@ -57,6 +57,7 @@ fn main(a: &Args) -> i64 {
         Some("unmap-rounds") => smoke::run("hostile-unmap-rounds", a, unmap_rounds),
         Some("unmap-end") => smoke::run("hostile-unmap-end", a, unmap_end),
         Some("self-join") => smoke::run("hostile-self-join", a, self_join),
+        Some("noop") => 0,
         _ => 100,
     }
 }
@@ -203,6 +204,10 @@ fn many_join() -> i64 {
 fn thread_exit_checker(a: &Args) -> Result<(), Fail> {
     let spawner = need_cap(a, CapKind::Spawner)?;
     let console = need_cap(a, CapKind::Console)?;
+    // Warm-up: a first spawn may grow this process's tables for good.
+    let w = process::spawn(spawner, NAME, &["noop"], &[]).ctx("spawn noop")?;
+    w.wait().ctx("wait noop")?;
+    w.close().ctx("close noop")?;
     for (mode, want) in [("many-exit", 77), ("many-join", 0)] {
         let base = Snapshot::take()?;
         let c = process::spawn(spawner, NAME, &[mode], &[console]).ctx("spawn")?;
