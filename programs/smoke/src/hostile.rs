@@ -102,7 +102,7 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Polls (sleeping on a park timeout, at most `tries` times 10 ms)
+    /// Polls (napping at most `tries` times 10 ms)
     /// until frames and the charge are back: for teardown that finishes on
     /// another CPU after the waiter was told. Then [`Snapshot::expect_back`].
     pub fn expect_back_soon(&self, what: &str, tries: u32) -> Result<(), Fail> {
@@ -117,11 +117,12 @@ impl Snapshot {
     }
 }
 
-static NAP_WORD: AtomicU32 = AtomicU32::new(0);
-
-/// Sleeps about `ns` on a park timeout (needs no timer capability).
+/// Sleeps about `ns` in a `cap_enter` that waits for a completion that
+/// does not come (needs no timer capability, and unlike a park timeout it
+/// stays clear of the process's park table, whose lock an Unpark storm
+/// holds). Returns early if a completion is waiting in the CQ.
 pub fn nap(ns: u64) {
-    let _ = sys::park(&NAP_WORD, 0, ns);
+    let _ = sys::enter(1, ns);
 }
 
 /// Waits until `c` reaches at least `n` (polling on park timeouts; the
@@ -363,26 +364,44 @@ static SHOOT_ERR: AtomicU64 = AtomicU64::new(0);
 pub struct Shooter(rt::thread::Thread);
 
 impl Shooter {
-    /// Starts one.
-    pub fn start() -> Result<Shooter, Fail> {
+    /// Starts one. A napping shooter leaves the CPU between rounds, so the
+    /// threads under test spread over the other CPUs; a busy one never
+    /// sleeps (a sleeper's wake-up could wait on the very CPU under test).
+    pub fn start(napping: bool) -> Result<Shooter, Fail> {
         SHOOT_STOP.store(false, Ordering::Release);
         SHOOT_ROUNDS.store(0, Ordering::Release);
         SHOOT_ERR.store(0, Ordering::Release);
-        let t = rt::thread::spawn_with_stack(16 * 1024, || {
+        let t = rt::thread::spawn_with_stack(16 * 1024, move || {
             while !SHOOT_STOP.load(Ordering::Acquire) {
                 if let Err(e) = shoot_once() {
                     SHOOT_ERR.store(e as u64, Ordering::Release);
                     return 1;
                 }
                 SHOOT_ROUNDS.fetch_add(1, Ordering::AcqRel);
-                // Leave the CPU between rounds, so the threads under test
-                // spread over the other CPUs and run concurrently.
-                nap(SHOOT_NAP_NS);
+                if napping {
+                    nap(SHOOT_NAP_NS);
+                }
             }
             0
         })
         .ctx("spawn shooter")?;
         Ok(Shooter(t))
+    }
+
+    /// Spins until the shooter's round count moves while the caller spins
+    /// (so it runs on another CPU right now); false if that was not seen
+    /// within `tries` attempts (one CPU, say).
+    pub fn wait_beside_me(tries: u32) -> bool {
+        for _ in 0..tries {
+            let r0 = Self::rounds();
+            for _ in 0..100_000 {
+                core::hint::spin_loop();
+            }
+            if Self::rounds() != r0 {
+                return true;
+            }
+        }
+        false
     }
 
     /// Rounds done so far.

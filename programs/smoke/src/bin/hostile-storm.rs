@@ -19,8 +19,9 @@
 //!   must arrive exactly once, no sleep before its delay, and the woken
 //!   count must match Unpark's result. (The ABI promises no completion
 //!   order between sleeps, so none is checked.)
-//! - `unpark`: up to 16,384 threads park (with a timeout) on one word; one
-//!   `Unpark(u64::MAX)` wakes them while a sibling shoots down. Today the
+//! - `unpark`: beside 32,000 hour-long sleeps, up to 16,384 threads park
+//!   (with a timeout) on one word; one `Unpark(u64::MAX)` wakes them while
+//!   a sibling on another CPU shoots down. Today the
 //!   linear timer cancel keeps the CPU in ring 0 long enough for the
 //!   shootdown to panic ("did not answer").
 //! - `exhaust`: children create threads, mappings and parks until the
@@ -278,7 +279,7 @@ fn feeder() -> i64 {
 }
 
 fn enter_pinned(a: &Args) -> Result<(), Fail> {
-    let shooter = Shooter::start()?;
+    let shooter = Shooter::start(true)?;
     let cpus = a.cpus();
     // cap_enter(0, 0), then a waiting cap_enter that can never be satisfied
     // (min = CQ size while the feeder drains the CQ) with a 5 ms timeout.
@@ -473,9 +474,8 @@ fn ballast(timer: u64, r: RawRing) -> i64 {
     }
 }
 
-fn timers(a: &Args) -> Result<(), Fail> {
-    let timer = need_cap(a, CapKind::Timer)?;
-    let hz = a.tsc_hz();
+/// Starts the ballast threads and waits until their sleeps are armed.
+fn start_ballast(timer: u32) -> Result<(), Fail> {
     for _ in 0..BALLAST_THREADS {
         let (slot, _) = raw_spawn(ballast, u64::from(timer)).ctx("spawn ballast")?;
         sys::cap_close(slot).ctx("close ballast")?;
@@ -485,7 +485,14 @@ fn timers(a: &Args) -> Result<(), Fail> {
         BALLAST_BAD.load(Ordering::Acquire) == 0,
         "a ballast sleep failed or stalled"
     );
-    let shooter = Shooter::start()?;
+    Ok(())
+}
+
+fn timers(a: &Args) -> Result<(), Fail> {
+    let timer = need_cap(a, CapKind::Timer)?;
+    let hz = a.tsc_hz();
+    start_ballast(timer)?;
+    let shooter = Shooter::start(false)?;
     let mut ts: [Option<thread::Thread>; TIMER_THREADS] = [const { None }; TIMER_THREADS];
     for t in ts.iter_mut() {
         *t = Some(
@@ -494,6 +501,7 @@ fn timers(a: &Args) -> Result<(), Fail> {
         );
     }
     wait_count(&T_SUBMITTED, TIMER_THREADS as u32);
+    let beside = a.cpus() > 1 && Shooter::wait_beside_me(1000);
     let unparked = sys::unpark(&T_WORD, u64::MAX).ctx("unpark")?;
     let mut woken = 0u64;
     for t in ts.iter_mut() {
@@ -512,14 +520,15 @@ fn timers(a: &Args) -> Result<(), Fail> {
     }
     let rounds = shooter.stop()?;
     println!(
-        "HOSTILE timers threads={} sleeps={} hour_sleeps={} parks={} unparked={} woken={} shootdowns={}",
+        "HOSTILE timers threads={} sleeps={} hour_sleeps={} parks={} unparked={} woken={} shootdowns={} shooter_beside={}",
         TIMER_THREADS,
         TIMER_THREADS as u32 * SLEEPS_EACH,
         BALLAST_THREADS * BALLAST_SLEEPS,
         TIMER_THREADS as u32 * PARKS_EACH,
         unparked,
         woken,
-        rounds
+        rounds,
+        beside
     );
     ensure!(
         woken == unparked,
@@ -560,8 +569,10 @@ fn parker(_: u64, r: RawRing) -> i64 {
 }
 
 fn unpark_storm(a: &Args) -> Result<(), Fail> {
-    // The shooter first: the parkers may fill the thread registry.
-    let shooter = Shooter::start()?;
+    // Hour-long sleeps first (long timer lists), then the shooter: the
+    // parkers may fill the thread registry.
+    start_ballast(need_cap(a, CapKind::Timer)?)?;
+    let shooter = Shooter::start(false)?;
     let mut n = 0u32;
     let mut stop = None;
     while n < PARKERS_MAX {
@@ -585,8 +596,16 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
     ensure!(n >= 64, "only {} parkers could be started", n);
     wait_count(&U_READY, n);
     nap(100_000_000); // let the last ones reach Park (late ones see ValueChanged)
+                      // Unpark while the shooter runs on another CPU, so that its next
+                      // shootdown needs the CPU doing the Unpark.
+    let beside = a.cpus() > 1 && Shooter::wait_beside_me(1000);
     U_WORD.store(1, Ordering::Release);
+    let (r0, t0) = (Shooter::rounds(), rt::arch::rdtsc());
     let woken = sys::unpark(&U_WORD, u64::MAX).ctx("unpark")?;
+    // For the log only: how long the one call took, how many shooter
+    // rounds ran meanwhile.
+    let unpark_ms = rt::arch::rdtsc().wrapping_sub(t0) / (a.tsc_hz() / 1000).max(1);
+    let during = Shooter::rounds() - r0;
     wait_count(&U_FINISHED, n);
     let rounds = shooter.stop()?;
     let (w, ch, nomem, other) = (
@@ -596,14 +615,17 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
         U_OTHER.load(Ordering::Acquire),
     );
     println!(
-        "HOSTILE unpark parkers={} stop={} woken={} value_changed={} park_nomem={} cpus={} shootdowns={}",
+        "HOSTILE unpark parkers={} stop={} woken={} value_changed={} park_nomem={} cpus={} shootdowns={} unpark_ms={} shootdowns_during={} shooter_beside={}",
         n,
         stop.map_or("cap", Error::name),
         woken,
         ch,
         nomem,
         a.cpus(),
-        rounds
+        rounds,
+        unpark_ms,
+        during,
+        beside
     );
     ensure!(other == 0, "{} parks ended with an error or timeout", other);
     ensure!(
