@@ -595,9 +595,11 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
     }
     ensure!(n >= 64, "only {} parkers could be started", n);
     wait_count(&U_READY, n);
-    nap(100_000_000); // let the last ones reach Park (late ones see ValueChanged)
-                      // Unpark while the shooter runs on another CPU, so that its next
-                      // shootdown needs the CPU doing the Unpark.
+    // Let the last ones reach Park (late ones see ValueChanged).
+    nap(100_000_000);
+    println!("HOSTILE unpark parked={n} phase=unpark");
+    // Unpark while the shooter runs on another CPU, so that its next
+    // shootdown needs the CPU doing the Unpark.
     let beside = a.cpus() > 1 && Shooter::wait_beside_me(1000);
     U_WORD.store(1, Ordering::Release);
     let (r0, t0) = (Shooter::rounds(), rt::arch::rdtsc());
