@@ -85,7 +85,24 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Polls (sleeping on a park timeout, at most `tries` times 10 ms)
+    /// Fails unless the free frames are back where `self` saw them (for
+    /// a check inside a process whose kernel tables may keep capacity
+    /// they grew; the charge is checked once the process has ended).
+    pub fn expect_frames_back(&self, what: &str) -> Result<(), Fail> {
+        let (now, _) = sys::mem_stats().ctx("mem-stats")?;
+        if now != self.frames {
+            fail!(
+                "{}: free frames {} before, {} after ({} held)",
+                what,
+                self.frames,
+                now,
+                self.frames as i64 - now as i64
+            );
+        }
+        Ok(())
+    }
+
+    /// Polls (napping at most `tries` times 10 ms)
     /// until frames and the charge are back: for teardown that finishes on
     /// another CPU after the waiter was told. Then [`Snapshot::expect_back`].
     pub fn expect_back_soon(&self, what: &str, tries: u32) -> Result<(), Fail> {
@@ -100,11 +117,12 @@ impl Snapshot {
     }
 }
 
-static NAP_WORD: AtomicU32 = AtomicU32::new(0);
-
-/// Sleeps about `ns` on a park timeout (needs no timer capability).
+/// Sleeps about `ns` in a `cap_enter` that waits for a completion that
+/// does not come (needs no timer capability, and unlike a park timeout it
+/// stays clear of the process's park table, whose lock an Unpark storm
+/// holds). Returns early if a completion is waiting in the CQ.
 pub fn nap(ns: u64) {
-    let _ = sys::park(&NAP_WORD, 0, ns);
+    let _ = sys::enter(1, ns);
 }
 
 /// Waits until `c` reaches at least `n` (polling on park timeouts; the
@@ -330,6 +348,8 @@ pub struct Storm {
     pub stop: Option<Error>,
 }
 
+/// Pause between two shooter rounds.
+const SHOOT_NAP_NS: u64 = 1_000_000;
 /// Set by the main thread when a [`Shooter`] should stop.
 static SHOOT_STOP: AtomicBool = AtomicBool::new(false);
 /// Rounds the shooter completed.
@@ -338,22 +358,29 @@ static SHOOT_ROUNDS: AtomicU64 = AtomicU64::new(0);
 static SHOOT_ERR: AtomicU64 = AtomicU64::new(0);
 
 /// A sibling thread that maps 16 pages, touches them and unmaps them in a
-/// loop (each unmap shoots down every CPU that runs the process).
+/// loop, 1 ms apart (each unmap shoots down every CPU that runs the
+/// process, and one that does not answer within the kernel's deadline
+/// panics it).
 pub struct Shooter(rt::thread::Thread);
 
 impl Shooter {
-    /// Starts one.
-    pub fn start() -> Result<Shooter, Fail> {
+    /// Starts one. A napping shooter leaves the CPU between rounds, so the
+    /// threads under test spread over the other CPUs; a busy one never
+    /// sleeps (a sleeper's wake-up could wait on the very CPU under test).
+    pub fn start(napping: bool) -> Result<Shooter, Fail> {
         SHOOT_STOP.store(false, Ordering::Release);
         SHOOT_ROUNDS.store(0, Ordering::Release);
         SHOOT_ERR.store(0, Ordering::Release);
-        let t = rt::thread::spawn_with_stack(16 * 1024, || {
+        let t = rt::thread::spawn_with_stack(16 * 1024, move || {
             while !SHOOT_STOP.load(Ordering::Acquire) {
                 if let Err(e) = shoot_once() {
                     SHOOT_ERR.store(e as u64, Ordering::Release);
                     return 1;
                 }
                 SHOOT_ROUNDS.fetch_add(1, Ordering::AcqRel);
+                if napping {
+                    nap(SHOOT_NAP_NS);
+                }
             }
             0
         })
@@ -361,15 +388,40 @@ impl Shooter {
         Ok(Shooter(t))
     }
 
+    /// Spins until the shooter's round count moves while the caller spins
+    /// (so it runs on another CPU right now); false if that was not seen
+    /// within `tries` attempts (one CPU, say).
+    pub fn wait_beside_me(tries: u32) -> bool {
+        for _ in 0..tries {
+            let r0 = Self::rounds();
+            for _ in 0..100_000 {
+                core::hint::spin_loop();
+            }
+            if Self::rounds() != r0 {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Rounds done so far.
     pub fn rounds() -> u64 {
         SHOOT_ROUNDS.load(Ordering::Acquire)
     }
 
-    /// Stops and joins it; the rounds it completed.
+    /// Stops and joins it; the rounds it completed. (The join is retried
+    /// while the budget refuses its waiter entry.)
     pub fn stop(mut self) -> Result<u64, Fail> {
         SHOOT_STOP.store(true, Ordering::Release);
-        let v = self.0.join().ctx("join shooter")?;
+        let mut joined = self.0.join();
+        for _ in 0..1000 {
+            if joined != Err(Error::NoMemory) {
+                break;
+            }
+            nap(1_000_000);
+            joined = self.0.join();
+        }
+        let v = joined.ctx("join shooter")?;
         self.0.close().ctx("close shooter")?;
         let e = SHOOT_ERR.load(Ordering::Acquire);
         if v != 0 || e != 0 {
@@ -379,10 +431,16 @@ impl Shooter {
     }
 }
 
+/// One round; running out of budget is no failure (the storms under test
+/// use it up on purpose), any other error is.
 fn shoot_once() -> Result<(), Error> {
     const PAGES: u64 = 16;
     let bytes = PAGES * abi::layout::PAGE_SIZE;
-    let a = sys::mem_map(bytes)?;
+    let a = match sys::mem_map(bytes) {
+        Ok(a) => a,
+        Err(Error::NoMemory) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     for i in 0..PAGES {
         // SAFETY: a fresh read-write mapping of ours, `PAGES` pages long.
         unsafe { core::ptr::write_volatile((a + i * abi::layout::PAGE_SIZE) as *mut u64, i) };

@@ -57,6 +57,7 @@ fn main(a: &Args) -> i64 {
         Some("unmap-rounds") => smoke::run("hostile-unmap-rounds", a, unmap_rounds),
         Some("unmap-end") => smoke::run("hostile-unmap-end", a, unmap_end),
         Some("self-join") => smoke::run("hostile-self-join", a, self_join),
+        Some("noop") => 0,
         _ => 100,
     }
 }
@@ -203,6 +204,10 @@ fn many_join() -> i64 {
 fn thread_exit_checker(a: &Args) -> Result<(), Fail> {
     let spawner = need_cap(a, CapKind::Spawner)?;
     let console = need_cap(a, CapKind::Console)?;
+    // Warm-up: a first spawn may grow this process's tables for good.
+    let w = process::spawn(spawner, NAME, &["noop"], &[]).ctx("spawn noop")?;
+    w.wait().ctx("wait noop")?;
+    w.close().ctx("close noop")?;
     for (mode, want) in [("many-exit", 77), ("many-join", 0)] {
         let base = Snapshot::take()?;
         let c = process::spawn(spawner, NAME, &[mode], &[console]).ctx("spawn")?;
@@ -363,37 +368,49 @@ fn unmap_end(_: &Args) -> Result<(), Fail> {
 }
 
 static OWN_SLOT: AtomicU64 = AtomicU64::new(u64::MAX);
+static SELF_JOINED: AtomicU32 = AtomicU32::new(0);
+
+/// The self-joining thread: 0 when the join completed at once with
+/// Invalid, 1 when it did not complete at once, 100 + the error code when
+/// it completed with another error or 100 when it succeeded.
+fn join_self() -> i64 {
+    let slot = loop {
+        let s = OWN_SLOT.load(Ordering::Acquire);
+        if s != u64::MAX {
+            break s as u32;
+        }
+        hostile::nap(1_000_000);
+    };
+    let token = sys::submit(sys::sqe(Op::ThreadJoin, slot, &[]));
+    // It must have completed within that one cap_enter.
+    let r = match token.map(|t| (t, RawRing::current().0.pop())) {
+        Ok((t, Some(c))) if c.user_data == t => match hostile::cqe_error(&c) {
+            Some(Error::Invalid) => 0,
+            Some(e) => 100 + e as i64,
+            None => 100,
+        },
+        Ok(_) => 1,
+        Err(e) => 100 + e as i64,
+    };
+    SELF_JOINED.store(1, Ordering::Release);
+    r
+}
 
 fn self_join(_: &Args) -> Result<(), Fail> {
-    let mut t = thread::spawn_with_stack(16 * 1024, || {
-        let slot = loop {
-            let s = OWN_SLOT.load(Ordering::Acquire);
-            if s != u64::MAX {
-                break s as u32;
-            }
-            hostile::nap(1_000_000);
-        };
-        let Ok(token) = sys::submit(sys::sqe(Op::ThreadJoin, slot, &[])) else {
-            return 3;
-        };
-        // It must have completed within that one cap_enter.
-        match RawRing::current().0.pop() {
-            Some(c) if c.user_data == token => match hostile::cqe_error(&c) {
-                Some(Error::Invalid) => 0,
-                _ => 1,
-            },
-            _ => 2,
-        }
-    })
-    .ctx("spawn")?;
+    let mut t = thread::spawn_with_stack(16 * 1024, join_self).ctx("spawn")?;
     OWN_SLOT.store(u64::from(t.slot()), Ordering::Release);
+    // Join only after it tried, so that its own join is the first one.
+    wait_count(&SELF_JOINED, 1);
     let v = t.join();
     t.close().ctx("close")?;
     match v {
         Ok(0) => Ok(()),
-        Ok(1) => fail!("self-join completed, but not with invalid"),
-        Ok(2) => fail!("self-join did not complete at once"),
-        Ok(v) => fail!("self-join thread ended {}", v),
+        Ok(1) => fail!("self-join did not complete at once"),
+        Ok(100) => fail!("self-join succeeded"),
+        Ok(v) => fail!(
+            "self-join failed with {}, want invalid",
+            Error::from_result(100 - v).map_or("?", Error::name)
+        ),
         Err(e) => fail!("self-join did not complete; joining it got {}", e.name()),
     }
 }

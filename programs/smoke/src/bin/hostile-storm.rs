@@ -11,12 +11,17 @@
 //!   waiting `cap_enter`); one call may consume at most SQ_ENTRIES. A third
 //!   thread maps, touches and unmaps meanwhile (TLB shootdowns), which
 //!   must be answered. Today the call runs as long as the sibling feeds it.
-//! - `timers` (defect 3): 8 threads keep 500 sleeps and 3,500 park
-//!   timeouts each outstanding (32,000 timers), then every park is woken
-//!   early by Unpark. Every completion must arrive exactly once, no sleep
-//!   before its delay, and the woken count must match Unpark's results.
-//! - `unpark`: up to 16,384 threads park (with a timeout) on one word; one
-//!   `Unpark(u64::MAX)` wakes them while a sibling shoots down. Today the
+//! - `timers` (defect 3): 8 threads keep 2,000 sleeps (1 to 201 ms) and
+//!   1,900 park timeouts each outstanding, beside 32,000 hour-long sleeps
+//!   (63,200 timers), then one Unpark wakes every park early while a
+//!   sibling shoots down (today each cancel scans a CPU's whole list with
+//!   interrupts off). Every completion
+//!   must arrive exactly once, no sleep before its delay, and the woken
+//!   count must match Unpark's result. (The ABI promises no completion
+//!   order between sleeps, so none is checked.)
+//! - `unpark`: beside 32,000 hour-long sleeps, up to 16,384 threads park
+//!   (with a timeout) on one word; one `Unpark(u64::MAX)` wakes them while
+//!   a sibling on another CPU shoots down. Today the
 //!   linear timer cancel keeps the CPU in ring 0 long enough for the
 //!   shootdown to panic ("did not answer").
 //! - `exhaust`: children create threads, mappings and parks until the
@@ -54,6 +59,7 @@ fn main(a: &Args) -> i64 {
         Some("exhaust-threads") => child_status(exhaust_threads()),
         Some("exhaust-maps") => child_status(exhaust_maps()),
         Some("exhaust-parks") => child_status(exhaust_parks()),
+        Some("noop") => 0,
         _ => 100,
     }
 }
@@ -73,6 +79,10 @@ fn child_status(r: Result<(), Fail>) -> i64 {
 /// exits 0 and that frames and charges come back afterwards.
 fn run_child_checked(a: &Args, mode: &str, caps: &[u32]) -> Result<(), Fail> {
     let spawner = need_cap(a, CapKind::Spawner)?;
+    // Warm-up: a first spawn may grow this process's tables for good.
+    let w = process::spawn(spawner, NAME, &["noop"], &[]).ctx("spawn noop")?;
+    w.wait().ctx("wait noop")?;
+    w.close().ctx("close noop")?;
     let base = Snapshot::take()?;
     let c: Child = process::spawn(spawner, NAME, &[mode], caps).ctx("spawn child")?;
     let r = c.wait().ctx("wait child")?;
@@ -90,8 +100,9 @@ fn run_child_checked(a: &Args, mode: &str, caps: &[u32]) -> Result<(), Fail> {
 
 /// Most sleeper threads before the test gives up waiting for NoMemory.
 const SLEEPERS_MAX: u32 = 1000;
-/// Sleeps each sleeper keeps outstanding (the per-thread limit).
-const SLEEPS_PER_THREAD: u32 = 4096;
+/// Sleeps each sleeper keeps outstanding (just below the per-thread limit
+/// of 4,096, so that a refusal can only come from the budget).
+const SLEEPS_PER_THREAD: u32 = 4000;
 
 static SH_DONE: AtomicU32 = AtomicU32::new(0);
 static SH_NOMEM: AtomicU32 = AtomicU32::new(0);
@@ -172,27 +183,61 @@ fn sleep_heap_child(a: &Args) -> i64 {
 
 // ---- enter-pinned -----------------------------------------------------
 
-/// NOPs the feeder offers at most (it stops earlier once the call returns).
+/// NOPs the feeder offers at most (it stops earlier once the victim is done).
 const FEED_MAX: u64 = 400_000;
+/// Calls the victim makes per variant (the feeder must catch one of them
+/// while it runs on another CPU).
+const VICTIM_TRIES: u32 = 40;
 
 static V_RING: AtomicU64 = AtomicU64::new(0);
-static V_ENTERED: AtomicBool = AtomicBool::new(false);
 static V_DONE: AtomicBool = AtomicBool::new(false);
-static V_CONSUMED: AtomicU32 = AtomicU32::new(0);
+static V_MAX: AtomicU32 = AtomicU32::new(0);
+static FEEDING: AtomicBool = AtomicBool::new(false);
 static FEED_STOPPED: AtomicBool = AtomicBool::new(false);
+static FEED_BEAT: AtomicU64 = AtomicU64::new(0);
+static V_CONCURRENT: AtomicU32 = AtomicU32::new(0);
 
-/// The pinned thread: waits for a full SQ, enters once, records how many
-/// SQEs that one call consumed, then drains what the feeder left.
-fn victim(min: u64, timeout_ns: u64) -> i64 {
-    let r = RawRing::current();
-    V_RING.store(r.0.addr() as u64, Ordering::Release);
-    while r.0.sq_pending() != Some(SQ_ENTRIES) {
+/// Spins the victim waits at most for proof that the feeder runs on
+/// another CPU right now.
+const CONCURRENT_SPINS: u32 = 1 << 22;
+
+/// Whether the feeder's heartbeat moves while this thread spins (so the two
+/// run on different CPUs at this moment).
+fn feeder_runs_beside_me() -> bool {
+    let b0 = FEED_BEAT.load(Ordering::Acquire);
+    for _ in 0..1000 {
         core::hint::spin_loop();
     }
-    let h0 = r.sq_head();
-    V_ENTERED.store(true, Ordering::Release);
-    r.enter(min, timeout_ns);
-    V_CONSUMED.store(r.sq_head().wrapping_sub(h0), Ordering::Release);
+    FEED_BEAT.load(Ordering::Acquire) != b0
+}
+
+/// The pinned thread: each time the feeder has filled its SQ (and, with
+/// several CPUs, runs beside it), enters once and records how many SQEs
+/// that one call consumed; then drains what the feeder left.
+fn victim(min: u64, timeout_ns: u64, cpus: u64) -> i64 {
+    let r = RawRing::current();
+    V_RING.store(r.0.addr() as u64, Ordering::Release);
+    for _ in 0..VICTIM_TRIES {
+        let mut spins = 0u32;
+        loop {
+            if FEED_STOPPED.load(Ordering::Acquire) {
+                break;
+            }
+            let full = FEEDING.load(Ordering::Acquire) && r.0.sq_pending() == Some(SQ_ENTRIES);
+            if full && (cpus < 2 || spins >= CONCURRENT_SPINS) {
+                break;
+            }
+            if full && feeder_runs_beside_me() {
+                V_CONCURRENT.fetch_add(1, Ordering::AcqRel);
+                break;
+            }
+            spins = spins.saturating_add(1);
+            core::hint::spin_loop();
+        }
+        let h0 = r.sq_head();
+        r.enter(min, timeout_ns);
+        V_MAX.fetch_max(r.sq_head().wrapping_sub(h0), Ordering::AcqRel);
+    }
     V_DONE.store(true, Ordering::Release);
     while !FEED_STOPPED.load(Ordering::Acquire) {
         core::hint::spin_loop();
@@ -206,7 +251,7 @@ fn victim(min: u64, timeout_ns: u64) -> i64 {
     }
 }
 
-/// Keeps the victim's SQ full and its CQ empty until its call returns.
+/// Keeps the victim's SQ full and its CQ empty until it is done.
 fn feeder() -> i64 {
     let addr = loop {
         let v = V_RING.load(Ordering::Acquire);
@@ -215,45 +260,50 @@ fn feeder() -> i64 {
         }
         core::hint::spin_loop();
     };
-    // SAFETY: the victim's ring, mapped read-write in this process; while
-    // the victim is inside cap_enter only this thread touches it from user
-    // space, and it stops before the victim drains it.
+    // SAFETY: the victim's ring, mapped read-write in this process; the
+    // victim only enters the kernel while this thread feeds, and drains the
+    // ring itself only after FEED_STOPPED.
     let ring = unsafe { Ring::from_raw(addr as usize) };
     let nop = sqe(Op::Nop, SELF_SLOT, 7, &[]);
     let mut fed = 0u64;
+    FEEDING.store(true, Ordering::Release);
     while !V_DONE.load(Ordering::Acquire) && fed < FEED_MAX {
         if ring.push(&nop) {
             fed += 1;
         }
-        if V_ENTERED.load(Ordering::Acquire) {
-            while ring.pop().is_some() {}
-        }
+        while ring.pop().is_some() {}
+        FEED_BEAT.fetch_add(1, Ordering::Release);
     }
     FEED_STOPPED.store(true, Ordering::Release);
     fed as i64
 }
 
 fn enter_pinned(a: &Args) -> Result<(), Fail> {
-    let shooter = Shooter::start()?;
+    let shooter = Shooter::start(true)?;
+    let cpus = a.cpus();
     // cap_enter(0, 0), then a waiting cap_enter that can never be satisfied
-    // (min = CQ size while the feeder drains the CQ) with a 50 ms timeout.
-    for (min, timeout) in [(0u64, 0u64), (u64::from(abi::ring::CQ_ENTRIES), 50_000_000)] {
+    // (min = CQ size while the feeder drains the CQ) with a 5 ms timeout.
+    for (min, timeout) in [(0u64, 0u64), (u64::from(abi::ring::CQ_ENTRIES), 5_000_000)] {
         V_RING.store(0, Ordering::Release);
-        V_ENTERED.store(false, Ordering::Release);
         V_DONE.store(false, Ordering::Release);
+        V_MAX.store(0, Ordering::Release);
+        V_CONCURRENT.store(0, Ordering::Release);
+        FEEDING.store(false, Ordering::Release);
         FEED_STOPPED.store(false, Ordering::Release);
-        let mut v = thread::spawn_with_stack(16 * 1024, move || victim(min, timeout))
+        let mut v = thread::spawn_with_stack(16 * 1024, move || victim(min, timeout, cpus))
             .ctx("spawn victim")?;
         let mut f = thread::spawn_with_stack(16 * 1024, feeder).ctx("spawn feeder")?;
         let fed = f.join().ctx("join feeder")?;
         ensure!(v.join().ctx("join victim")? == 0, "victim failed");
         f.close().ctx("close feeder")?;
         v.close().ctx("close victim")?;
-        let consumed = V_CONSUMED.load(Ordering::Acquire);
+        let consumed = V_MAX.load(Ordering::Acquire);
         println!(
-            "HOSTILE enter-pinned min={} cpus={} consumed={} fed={} shootdowns={}",
+            "HOSTILE enter-pinned min={} cpus={} tries={} concurrent={} max_consumed={} fed={} shootdowns={}",
             min,
-            a.cpus(),
+            cpus,
+            VICTIM_TRIES,
+            V_CONCURRENT.load(Ordering::Acquire),
             consumed,
             fed,
             Shooter::rounds()
@@ -273,15 +323,15 @@ fn enter_pinned(a: &Args) -> Result<(), Fail> {
 // ---- timers -----------------------------------------------------------
 
 const TIMER_THREADS: usize = 8;
-const SLEEPS_EACH: u32 = 500;
-const PARKS_EACH: u32 = 3500;
+const SLEEPS_EACH: u32 = 2000;
+const PARKS_EACH: u32 = 1900;
 const SLEEP_TAG: u64 = 1 << 40;
 const PARK_TAG: u64 = 2 << 40;
 
-static T_WORDS: [AtomicU32; TIMER_THREADS] = [const { AtomicU32::new(0) }; TIMER_THREADS];
+static T_WORD: AtomicU32 = AtomicU32::new(0);
 static T_SUBMITTED: AtomicU32 = AtomicU32::new(0);
 
-/// Delay of sleep `i`: 1 ms to 50.9 ms, shuffled.
+/// Delay of sleep `i`: 1 ms to 200.9 ms, shuffled.
 fn sleep_ns(i: u32) -> u64 {
     1_000_000 + u64::from(i * 7919 % SLEEPS_EACH) * 100_000
 }
@@ -342,9 +392,9 @@ impl Tally {
 
 /// One timer thread: the number of its parks that were woken, or a
 /// negative problem code.
-fn timer_thread(idx: usize, timer: u32, tsc_hz: u64) -> i64 {
+fn timer_thread(timer: u32, tsc_hz: u64) -> i64 {
     let r = RawRing::current();
-    let addr = &T_WORDS[idx] as *const AtomicU32 as u64;
+    let addr = &T_WORD as *const AtomicU32 as u64;
     let total = SLEEPS_EACH + PARKS_EACH;
     let mut t = Tally {
         seen: [0; ((SLEEPS_EACH + PARKS_EACH) as usize).div_ceil(64)],
@@ -393,22 +443,66 @@ fn timer_thread(idx: usize, timer: u32, tsc_hz: u64) -> i64 {
     }
 }
 
+/// Threads that only hold hour-long sleeps (never cancelled, released at
+/// exit), so the timer lists are long while the parks are cancelled.
+const BALLAST_THREADS: u32 = 8;
+const BALLAST_SLEEPS: u32 = 4000;
+
+static BALLAST_READY: AtomicU32 = AtomicU32::new(0);
+static BALLAST_BAD: AtomicU32 = AtomicU32::new(0);
+
+fn ballast(timer: u64, r: RawRing) -> i64 {
+    let res = r.flood(
+        BALLAST_SLEEPS,
+        |i| {
+            sqe(
+                Op::TimerSleep,
+                timer as u32,
+                u64::from(i),
+                &[HOUR_NS + u64::from(i)],
+            )
+        },
+        |_| {},
+    );
+    if res.stalled || res.completed > 0 {
+        BALLAST_BAD.fetch_add(1, Ordering::AcqRel);
+    }
+    BALLAST_READY.fetch_add(1, Ordering::AcqRel);
+    loop {
+        r.enter(1, TIMEOUT_NEVER);
+        while r.0.pop().is_some() {}
+    }
+}
+
+/// Starts the ballast threads and waits until their sleeps are armed.
+fn start_ballast(timer: u32) -> Result<(), Fail> {
+    for _ in 0..BALLAST_THREADS {
+        let (slot, _) = raw_spawn(ballast, u64::from(timer)).ctx("spawn ballast")?;
+        sys::cap_close(slot).ctx("close ballast")?;
+    }
+    wait_count(&BALLAST_READY, BALLAST_THREADS);
+    ensure!(
+        BALLAST_BAD.load(Ordering::Acquire) == 0,
+        "a ballast sleep failed or stalled"
+    );
+    Ok(())
+}
+
 fn timers(a: &Args) -> Result<(), Fail> {
     let timer = need_cap(a, CapKind::Timer)?;
     let hz = a.tsc_hz();
-    let shooter = Shooter::start()?;
+    start_ballast(timer)?;
+    let shooter = Shooter::start(false)?;
     let mut ts: [Option<thread::Thread>; TIMER_THREADS] = [const { None }; TIMER_THREADS];
-    for (i, t) in ts.iter_mut().enumerate() {
+    for t in ts.iter_mut() {
         *t = Some(
-            thread::spawn_with_stack(32 * 1024, move || timer_thread(i, timer, hz))
+            thread::spawn_with_stack(32 * 1024, move || timer_thread(timer, hz))
                 .ctx("spawn timer thread")?,
         );
     }
     wait_count(&T_SUBMITTED, TIMER_THREADS as u32);
-    let mut unparked = 0u64;
-    for w in &T_WORDS {
-        unparked += sys::unpark(w, u64::MAX).ctx("unpark")?;
-    }
+    let beside = a.cpus() > 1 && Shooter::wait_beside_me(1000);
+    let unparked = sys::unpark(&T_WORD, u64::MAX).ctx("unpark")?;
     let mut woken = 0u64;
     for t in ts.iter_mut() {
         let Some(mut t) = t.take() else { continue };
@@ -426,13 +520,15 @@ fn timers(a: &Args) -> Result<(), Fail> {
     }
     let rounds = shooter.stop()?;
     println!(
-        "HOSTILE timers threads={} sleeps={} parks={} unparked={} woken={} shootdowns={}",
+        "HOSTILE timers threads={} sleeps={} hour_sleeps={} parks={} unparked={} woken={} shootdowns={} shooter_beside={}",
         TIMER_THREADS,
         TIMER_THREADS as u32 * SLEEPS_EACH,
+        BALLAST_THREADS * BALLAST_SLEEPS,
         TIMER_THREADS as u32 * PARKS_EACH,
         unparked,
         woken,
-        rounds
+        rounds,
+        beside
     );
     ensure!(
         woken == unparked,
@@ -454,6 +550,7 @@ static U_READY: AtomicU32 = AtomicU32::new(0);
 static U_FINISHED: AtomicU32 = AtomicU32::new(0);
 static U_WOKEN: AtomicU32 = AtomicU32::new(0);
 static U_CHANGED: AtomicU32 = AtomicU32::new(0);
+static U_NOMEM: AtomicU32 = AtomicU32::new(0);
 static U_OTHER: AtomicU32 = AtomicU32::new(0);
 
 fn parker(_: u64, r: RawRing) -> i64 {
@@ -462,6 +559,8 @@ fn parker(_: u64, r: RawRing) -> i64 {
     let counter = match (c.result, ParkResult::from_raw(c.value0)) {
         (0, Some(ParkResult::Woken)) => &U_WOKEN,
         (0, Some(ParkResult::ValueChanged)) => &U_CHANGED,
+        // The budget may run out between a parker's start and its park.
+        (r, _) if r == Error::NoMemory.as_result() => &U_NOMEM,
         _ => &U_OTHER,
     };
     counter.fetch_add(1, Ordering::AcqRel);
@@ -470,6 +569,10 @@ fn parker(_: u64, r: RawRing) -> i64 {
 }
 
 fn unpark_storm(a: &Args) -> Result<(), Fail> {
+    // Hour-long sleeps first (long timer lists), then the shooter: the
+    // parkers may fill the thread registry.
+    start_ballast(need_cap(a, CapKind::Timer)?)?;
+    let shooter = Shooter::start(false)?;
     let mut n = 0u32;
     let mut stop = None;
     while n < PARKERS_MAX {
@@ -492,25 +595,39 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
     }
     ensure!(n >= 64, "only {} parkers could be started", n);
     wait_count(&U_READY, n);
-    nap(100_000_000); // let the last ones reach Park (late ones see ValueChanged)
-    let shooter = Shooter::start()?;
+    // Let the last ones reach Park (late ones see ValueChanged).
+    nap(100_000_000);
+    println!("HOSTILE unpark parked={n} phase=unpark");
+    // Unpark while the shooter runs on another CPU, so that its next
+    // shootdown needs the CPU doing the Unpark.
+    let beside = a.cpus() > 1 && Shooter::wait_beside_me(1000);
     U_WORD.store(1, Ordering::Release);
+    let (r0, t0) = (Shooter::rounds(), rt::arch::rdtsc());
     let woken = sys::unpark(&U_WORD, u64::MAX).ctx("unpark")?;
+    // For the log only: how long the one call took, how many shooter
+    // rounds ran meanwhile.
+    let unpark_ms = rt::arch::rdtsc().wrapping_sub(t0) / (a.tsc_hz() / 1000).max(1);
+    let during = Shooter::rounds() - r0;
     wait_count(&U_FINISHED, n);
     let rounds = shooter.stop()?;
-    let (w, ch, other) = (
+    let (w, ch, nomem, other) = (
         U_WOKEN.load(Ordering::Acquire),
         U_CHANGED.load(Ordering::Acquire),
+        U_NOMEM.load(Ordering::Acquire),
         U_OTHER.load(Ordering::Acquire),
     );
     println!(
-        "HOSTILE unpark parkers={} stop={} woken={} value_changed={} cpus={} shootdowns={}",
+        "HOSTILE unpark parkers={} stop={} woken={} value_changed={} park_nomem={} cpus={} shootdowns={} unpark_ms={} shootdowns_during={} shooter_beside={}",
         n,
         stop.map_or("cap", Error::name),
         woken,
         ch,
+        nomem,
         a.cpus(),
-        rounds
+        rounds,
+        unpark_ms,
+        during,
+        beside
     );
     ensure!(other == 0, "{} parks ended with an error or timeout", other);
     ensure!(
@@ -519,7 +636,14 @@ fn unpark_storm(a: &Args) -> Result<(), Fail> {
         woken,
         w
     );
-    ensure!(w + ch == n, "{} + {} parkers ended, want {}", w, ch, n);
+    ensure!(
+        w + ch + nomem == n,
+        "{} + {} + {} parkers ended, want {}",
+        w,
+        ch,
+        nomem,
+        n
+    );
     ensure!(woken > 0, "nobody was woken");
     Ok(())
 }
@@ -614,7 +738,7 @@ fn exhaust_maps() -> Result<(), Fail> {
         sys::mem_unmap(m.load(Ordering::Relaxed), MAP_BYTES).ctx("unmap")?;
     }
     expect_refusal("maps", n as u32, stop)?;
-    base.expect_back("map storm")
+    base.expect_frames_back("map storm")
 }
 
 /// Park threads at most, and parks each keeps outstanding (below the
