@@ -99,6 +99,11 @@ pub fn thread_died(t: &Arc<Thread>) {
         for h in core::mem::take(&mut ti.sleeps).into_values() {
             crate::sched::timer::cancel(h);
         }
+        // The thread's own charge comes back at its death; a handle that
+        // keeps its record is charged for it (proc::cap_charge).
+        t.process
+            .account()
+            .uncharge(Kind::Heap, budget::THREAD_HEAP_BYTES);
         let in_flight = crate::cap::ring::in_flight(&ti);
         ti.delivered = ti.issued;
         t.process
@@ -169,13 +174,12 @@ pub fn release_caps(p: &Arc<Process>) {
     let caps = p.caps.lock().clear();
     let mut held = 0;
     for cap in caps.into_iter().flatten() {
-        held += 1;
+        held += super::cap_charge(&cap);
         if let crate::cap::table::Cap::Thread(r) = cap {
             crate::cap::ops::thread_handle_closed(r);
         }
     }
-    p.account()
-        .uncharge(Kind::Heap, held * budget::CAP_HEAP_BYTES);
+    p.account().uncharge(Kind::Heap, held);
 }
 
 /// Reclaims everything of a process whose threads are all dead, then
@@ -202,6 +206,9 @@ fn finalize(p: &Arc<Process>) {
     p.park.lock().clear();
     let (status, waiters) = {
         let mut inner = p.inner.lock();
+        inner.reclaimed = true;
+        // The record's own charge; a handle that keeps it is charged for it.
+        p.account().uncharge(Kind::Heap, budget::PROCESS_HEAP_BYTES);
         (
             inner.ended.expect("finalize after end"),
             core::mem::take(&mut inner.waiters),
@@ -239,7 +246,9 @@ pub fn notify(p: &Arc<Process>, w: Waiter, st: ExitStatus) {
     }
 }
 
-/// Adds a waiter, or tells it at once if `p` already ended. A thread
+/// Adds a waiter, or tells it at once if `p` already ended and was
+/// reclaimed (a process that ended but whose teardown still runs on some
+/// CPU tells its waiters when the teardown is done). A thread
 /// waiter is recorded in its thread's `proc_waits` first (the caller holds
 /// no lock), so its death can remove it from `p`'s list.
 pub fn add_waiter(p: &Arc<Process>, w: Waiter) {
@@ -255,8 +264,8 @@ pub fn add_waiter(p: &Arc<Process>, w: Waiter) {
     let ended = {
         let mut inner = p.inner.lock();
         match inner.ended {
-            Some(st) => Some(st),
-            None => {
+            Some(st) if inner.reclaimed => Some(st),
+            _ => {
                 inner.waiters.insert(key, w);
                 None
             }

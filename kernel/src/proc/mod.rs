@@ -61,6 +61,10 @@ pub struct ProcInner {
     pub exiting: Option<ExitStatus>,
     /// Set once every thread is gone and the resources are reclaimed.
     pub ended: Option<ExitStatus>,
+    /// Set by `finalize` once everything is reclaimed, when it takes the
+    /// waiters: a waiter added later is told at once, one added earlier
+    /// waits for the reclaim (so it always sees the frames back).
+    pub reclaimed: bool,
     /// Told at the end, by token (init's own wait has token 0).
     pub waiters: BTreeMap<u64, Waiter>,
     /// Processes it spawned that have not ended: they die with it (job
@@ -103,10 +107,11 @@ impl Process {
 
     /// Puts `cap` in the lowest free slot, charging the slot.
     pub fn insert_cap(&self, cap: Cap) -> Result<u32, Error> {
-        self.account().charge(Kind::Heap, budget::CAP_HEAP_BYTES)?;
+        let cost = cap_charge(&cap);
+        self.account().charge(Kind::Heap, cost)?;
         let slot = self.caps.lock().insert(cap);
         slot.ok_or_else(|| {
-            self.account().uncharge(Kind::Heap, budget::CAP_HEAP_BYTES);
+            self.account().uncharge(Kind::Heap, cost);
             Error::NoMemory
         })
     }
@@ -114,7 +119,7 @@ impl Process {
     /// Empties `slot`, giving its charge back.
     pub fn remove_cap(&self, slot: u32) -> Result<Cap, Error> {
         let cap = self.caps.lock().remove(slot)?;
-        self.account().uncharge(Kind::Heap, budget::CAP_HEAP_BYTES);
+        self.account().uncharge(Kind::Heap, cap_charge(&cap));
         Ok(cap)
     }
 
@@ -125,11 +130,20 @@ impl Process {
     }
 }
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.account()
-            .uncharge(Kind::Heap, budget::PROCESS_HEAP_BYTES);
-    }
+/// What holding `cap` costs its holder. A process or thread handle can
+/// keep the object's record alive after the object ended (and gave its own
+/// charge back, at reclaim or death), so the handle carries the record's
+/// charge: then the record is paid for as long as anyone can reach it,
+/// and the charges of an ended process or thread are back the moment its
+/// waiter or joiner learns of the end, whatever CPU drops the last
+/// reference later.
+pub fn cap_charge(cap: &Cap) -> u64 {
+    budget::CAP_HEAP_BYTES
+        + match cap {
+            Cap::Process(_) => budget::PROCESS_HEAP_BYTES,
+            Cap::Thread(_) => budget::THREAD_HEAP_BYTES,
+            _ => 0,
+        }
 }
 
 // The heap charge of a process covers its record (in its Arc) and its

@@ -95,6 +95,7 @@ pub fn spawn(
             threads: BTreeMap::new(),
             exiting: None,
             ended: None,
+            reclaimed: false,
             waiters: BTreeMap::new(),
             children: BTreeMap::new(),
             next_ring: 1,
@@ -110,7 +111,10 @@ pub fn spawn(
     let t = match new_thread(&p, ring_addr, frame, 0) {
         Ok(t) => t,
         Err(e) => {
+            // Never started, so never reclaimed: give back here what
+            // finalize would.
             super::exit::release_caps(&p);
+            account.uncharge(Kind::Heap, budget::PROCESS_HEAP_BYTES);
             return Err(e);
         }
     };

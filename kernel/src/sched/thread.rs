@@ -132,16 +132,6 @@ pub struct Thread {
     pub busy_cycles: AtomicU64,
 }
 
-impl Drop for Thread {
-    fn drop(&mut self) {
-        // Charged by proc::spawn::new_thread before the thread was made.
-        self.process.account().uncharge(
-            crate::mm::budget::Kind::Heap,
-            crate::mm::budget::THREAD_HEAP_BYTES,
-        );
-    }
-}
-
 impl Thread {
     /// Records that it ran on `cpu` for `cycles`.
     pub fn account(&self, cpu: usize, cycles: u64) {
