@@ -4,6 +4,10 @@
 # MANIFEST (with the workload's repeat overridden when REPEAT is given) and
 # a minimal GRUB. Expects `make prereqs` to have built the kernel, the
 # programs (build/programs) and mkimage. Prints the ISO path.
+#
+# The kernel and the initrd are left in OUTDIR/iso/boot/ (kernel, initrd):
+# the PVH boot (BOOT=pvh) hands them to QEMU directly. With MKISO_SKIP_ISO=1
+# only those two are built (no grub-mkrescue) and the initrd path is printed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 manifest="$1"
@@ -21,6 +25,11 @@ if [ -n "${MKISO_CORRUPT_INITRD:-}" ]; then
     printf '\377' | dd of="$out/iso/boot/initrd" bs=1 seek=40 conv=notrunc status=none
 fi
 cp "$root/build/kernel" "$out/iso/boot/kernel"
+if [ -n "${MKISO_SKIP_ISO:-}" ]; then
+    rm -f "$out/os.iso"
+    echo "$out/iso/boot/initrd"
+    exit 0
+fi
 cp "$root/grub/grub.cfg" "$out/iso/boot/grub/grub.cfg"
 # Only the modules grub.cfg needs, no fonts, locales or themes: every MB
 # costs seconds of boot under our KVM (DESIGN.md, known pitfalls).
