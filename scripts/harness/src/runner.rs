@@ -99,6 +99,8 @@ pub struct BootOutcome {
     /// Wall time from QEMU's start to the first serial line (the kernel's
     /// first line: neither SeaBIOS nor GRUB writes to COM1 here).
     pub first_line: Option<Duration>,
+    /// Wall time from QEMU's start to the `SCENARIO` verdict line.
+    pub verdict_at: Option<Duration>,
 }
 
 /// Turns what was seen into an exit status and a reason.
@@ -193,6 +195,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
     let mut panic: Option<String> = None;
     let mut seen_at: Option<Instant> = None;
     let mut first_line = None;
+    let mut verdict_at = None;
     let deadline = start + spec.timeout;
     let ending = loop {
         let limit = seen_at.map_or(deadline, |t| t + EXIT_GRACE);
@@ -208,6 +211,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
                 match parse::parse_line(&line) {
                     Some(Event::Scenario(v)) if verdict.is_none() => {
                         verdict = Some(v);
+                        verdict_at = Some(start.elapsed());
                         seen_at.get_or_insert_with(Instant::now);
                     }
                     Some(Event::Panic(m)) if panic.is_none() => {
@@ -247,6 +251,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
         lines,
         elapsed: start.elapsed(),
         first_line,
+        verdict_at,
     })
 }
 
@@ -330,13 +335,14 @@ pub fn run_command(opts: &RunOpts) -> Result<u8> {
         STATUS_FAIL => "FAIL",
         _ => "ERROR",
     };
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
     eprintln!(
-        "harness: {word} ({}) in {:.1} s (first serial line after {}), boot={}, exit status {}",
+        "harness: {word} ({}) in {:.1} s (first serial line after {}, verdict after {}), boot={}, exit status {}",
         outcome.reason,
         outcome.elapsed.as_secs_f64(),
-        outcome
-            .first_line
-            .map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64())),
+        secs(outcome.first_line),
+        secs(outcome.verdict_at),
         image.method().name(),
         outcome.status
     );

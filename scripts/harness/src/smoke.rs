@@ -294,6 +294,7 @@ mod tests {
             lines: lines.iter().map(|s| s.to_string()).collect(),
             elapsed: Duration::from_millis(3100),
             first_line: None,
+            verdict_at: None,
         }
     }
 
