@@ -28,20 +28,26 @@ mod sync;
 mod time;
 mod trap;
 
+use arch::bootinfo::BootFacts;
 use mm::frame::PhysRange;
 
 /// Low memory kept out of the frame allocator (real-mode IVT, BIOS data,
 /// the AP trampoline, EBDA, VGA and ROM areas).
 const LOW_MEMORY_END: u64 = 0x10_0000;
 
-/// The boot CPU's Rust entry.
-pub fn kmain(boot_info_phys: u64) -> ! {
+/// The boot CPU's Rust entry. `handoff` is what the boot stub got from
+/// the loader (Multiboot2 or PVH); after `read_identity` nothing here
+/// knows which loader ran.
+pub fn kmain(handoff: arch::bootinfo::Handoff) -> ! {
     arch::serial::init();
     kprintln!("kernel: booting");
-    let facts = early_facts(boot_info_phys);
+    let facts = match arch::bootinfo::read_identity(handoff) {
+        Ok(f) => f,
+        Err(e) => panic!("{e}"),
+    };
     mm_init(&facts);
     arch::init_cpu(0, arch::apic::initial_id());
-    smp::init(facts.0.rsdp);
+    smp::init(facts.rsdp, test_skip_ap(&facts));
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
         (mm::frame::free_frames() * 4096) >> 20,
@@ -50,39 +56,44 @@ pub fn kmain(boot_info_phys: u64) -> ! {
     );
     let initrd = match facts.modules().first() {
         Some(m) => initrd::load(*m),
-        None => panic!("no initrd: GRUB passed no Multiboot2 module"),
+        None => panic!("no initrd: the boot loader passed no module"),
     };
     init::run(initrd)
 }
 
-fn early_facts(boot_info_phys: u64) -> EarlyFacts {
-    // The boot stub identity-maps the first 4 GiB, where GRUB puts the
-    // boot information.
-    match arch::multiboot::read_identity(boot_info_phys) {
-        Ok(f) => EarlyFacts(f),
-        Err(e) => panic!("{e}"),
+/// The `test_skip_ap=<index>` test hook from the kernel command line
+/// (`smp::init` checks the range). Logs the command line when there is
+/// one, and a value that is not an index.
+fn test_skip_ap(f: &BootFacts) -> Option<usize> {
+    let line = f.cmdline();
+    if f.cmdline_cut {
+        kprintln!(
+            "kernel: command line unreadable or longer than {} bytes: only its start is read",
+            arch::bootinfo::CMDLINE_MAX
+        );
     }
+    if !line.trim_ascii().is_empty() {
+        kprintln!("kernel: command line {}", console::Escaped(line));
+    }
+    let v = klib::cmdline::value(line, "test_skip_ap")?;
+    let index = klib::cmdline::parse_index(v);
+    if index.is_none() {
+        kprintln!(
+            "kernel: test_skip_ap={} ignored: not a CPU index",
+            console::Escaped(v)
+        );
+    }
+    index
 }
 
-struct EarlyFacts(arch::multiboot::BootFacts);
-
-impl EarlyFacts {
-    fn ram(&self) -> &[PhysRange] {
-        &self.0.ram[..self.0.nram]
-    }
-    fn modules(&self) -> &[PhysRange] {
-        &self.0.modules[..self.0.nmodules]
-    }
-}
-
-fn mm_init(f: &EarlyFacts) {
-    let mut reserved = [PhysRange { start: 0, end: 0 }; 3 + arch::multiboot::MAX_MODULES];
+fn mm_init(f: &BootFacts) {
+    let mut reserved = [PhysRange { start: 0, end: 0 }; 3 + arch::bootinfo::MAX_MODULES];
     reserved[0] = PhysRange {
         start: 0,
         end: LOW_MEMORY_END,
     };
     reserved[1] = mm::kernel_space::image_range();
-    reserved[2] = f.0.info;
+    reserved[2] = f.keep;
     for (i, m) in f.modules().iter().enumerate() {
         reserved[3 + i] = *m;
     }

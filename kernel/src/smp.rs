@@ -10,9 +10,10 @@
 //! that started but did not come online in time keeps its index (it may
 //! still be running its bring-up with that index's stacks and GS block),
 //! so the online ids can have a hole: walk [`online`], never
-//! `0..cpu_count()`. The test knob `KERNEL_TEST_SKIP_AP=<index>` (read at
-//! build time) skips that AP and keeps its index, to make such a hole on
-//! purpose.
+//! `0..cpu_count()`. The test hook `test_skip_ap=<index>` on the kernel
+//! command line (a test hook only: `harness test --cpu-hole` boots with
+//! it) skips that AP and keeps its index, to make such a hole on purpose;
+//! an index that names no AP is ignored with a log line.
 //!
 //! Cross-CPU requests use per-CPU outboxes and inboxes. A sender writes
 //! its request into its own outbox, sets the bit of every target in the
@@ -134,8 +135,11 @@ static PARKED: AtomicU64 = AtomicU64::new(0);
 
 /// Brings every CPU up. Called once by the boot CPU after
 /// `arch::init_cpu(0, ..)`, with interrupts off. `rsdp` is the RSDP from
-/// the Multiboot2 tags (physical address, whether ACPI 2.0+).
-pub fn init(rsdp: Option<(u64, bool)>) {
+/// the Multiboot2 tags (physical address, whether ACPI 2.0+). `skip_ap` is
+/// the `test_skip_ap=<index>` test hook from the command line: that AP is
+/// not started and its index stays reserved (a hole in the CPU ids); 0 or
+/// an index beyond the APs is ignored with a log line.
+pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>) {
     let t0 = arch::rdtsc();
     arch::pic::remap_and_mask();
     let madt = match rsdp {
@@ -177,6 +181,9 @@ pub fn init(rsdp: Option<(u64, bool)>) {
         if !has_apic {
             kprintln!("smp: no local APIC: PIT/PIC tick on the boot CPU only");
         }
+        if let Some(i) = skip_ap {
+            kprintln!("smp: test_skip_ap={i} ignored: no APs to start");
+        }
         return;
     };
     if m.dropped > 0 {
@@ -190,13 +197,26 @@ pub fn init(rsdp: Option<(u64, bool)>) {
     EXPECTED.store(expected, Ordering::Relaxed);
     arch::trampoline::install(crate::mm::kernel_space::kernel_pml4().phys());
     let mut next = 1;
-    let skip = option_env!("KERNEL_TEST_SKIP_AP").and_then(|s| s.parse::<usize>().ok());
+    // APs take indices 1..aps; MAX_CPUS bounds them too.
+    let aps = expected.min(MAX_CPUS);
+    let skip = skip_ap.filter(|&i| {
+        let ok = (1..aps).contains(&i);
+        if !ok {
+            kprintln!(
+                "smp: test_skip_ap={i} ignored: no AP has that index ({} AP(s))",
+                aps.saturating_sub(1)
+            );
+        }
+        ok
+    });
     for &id in m.apic_ids[..m.count].iter().filter(|&&id| id != bsp_apic) {
         if next >= MAX_CPUS {
             break;
         }
         if skip == Some(next) {
-            kprintln!("smp: CPU {next} (apic {id}) skipped (KERNEL_TEST_SKIP_AP): its index stays reserved");
+            kprintln!(
+                "smp: CPU {next} (apic {id}) skipped (test_skip_ap): its index stays reserved"
+            );
             next += 1;
             continue;
         }

@@ -1,11 +1,17 @@
 //! Time: the TSC frequency, cycle/nanosecond conversions, and each CPU's
 //! timer (the local APIC timer, or the PIT on a machine without an APIC).
 //!
-//! [`calibrate`] runs once on the boot CPU: it measures the TSC and the
-//! local APIC timer together against 10 ms windows of PIT channel 2 and
-//! accepts the result when two windows in a row agree within 2 % and the
-//! frequencies are plausible (at most six windows: bounded time even where
-//! every instruction is emulated). APs reuse the result; QEMU and real
+//! [`calibrate`] runs once on the boot CPU. On a PC (port 0x61 present) it
+//! measures the TSC and the local APIC timer together against 10 ms
+//! windows of PIT channel 2 and accepts the result when two windows in a
+//! row agree within 2 % and the frequencies are plausible (at most six
+//! windows: bounded time even where every instruction is emulated).
+//! Without port 0x61 (QEMU microvm) channel 2 cannot be gated or read, so
+//! the TSC frequency comes from, in this order: CPUID leaf 0x15 (crystal
+//! ratio) or 0x16 (base MHz), the hypervisor's TSC-frequency leaf
+//! (0x40000010, kHz), or PIT channel 0 read by latching, in the same
+//! agreeing windows; the local APIC timer is then timed against the TSC.
+//! The boot log names the source. APs reuse the result; QEMU and real
 //! machines give every CPU the same TSC and APIC timer clock.
 //!
 //! Conversions use 32.32 fixed-point multipliers computed once, so the hot
@@ -102,65 +108,175 @@ fn plausible(tsc_hz: u64, lapic_hz: u64, with_lapic: bool) -> bool {
 }
 
 /// The TSC frequency CPUID reports (leaf 0x15, else 0x16), if any.
-fn tsc_hz_from_cpuid() -> Option<u64> {
+fn tsc_hz_from_cpuid() -> Option<(u64, &'static str)> {
     let max = arch::cpu::cpuid(0, 0)[0];
     if max >= 0x15 {
         let [den, num, crystal, _] = arch::cpu::cpuid(0x15, 0);
         if den != 0 && num != 0 && crystal != 0 {
-            return Some(u64::from(crystal) * u64::from(num) / u64::from(den));
+            return Some((
+                u64::from(crystal) * u64::from(num) / u64::from(den),
+                "CPUID leaf 0x15",
+            ));
         }
     }
     if max >= 0x16 {
         let mhz = arch::cpu::cpuid(0x16, 0)[0] & 0xffff;
         if mhz != 0 {
-            return Some(u64::from(mhz) * 1_000_000);
+            return Some((u64::from(mhz) * 1_000_000, "CPUID leaf 0x16"));
         }
     }
     None
 }
 
-/// Measures the TSC (and, with `with_lapic`, the local APIC timer) against
-/// the PIT and records the results. Runs once, on the boot CPU, with
-/// interrupts off, before any other CPU starts.
-pub fn calibrate(with_lapic: bool) {
-    BOOT_TSC.store(arch::rdtsc(), Ordering::Relaxed);
-    let lapic = if with_lapic { apic::local() } else { None };
+/// The hypervisor's TSC frequency (leaf 0x40000010, EAX in kHz: the
+/// VMware convention QEMU/KVM and others follow), if it offers the leaf.
+fn tsc_hz_from_hypervisor() -> Option<(u64, &'static str)> {
+    /// CPUID.1:ECX bit 31: running under a hypervisor.
+    const HYPERVISOR_BIT: u32 = 1 << 31;
+    const HV_BASE: u32 = 0x4000_0000;
+    const HV_TSC_LEAF: u32 = 0x4000_0010;
+    if arch::cpu::cpuid(1, 0)[2] & HYPERVISOR_BIT == 0 {
+        return None;
+    }
+    let max = arch::cpu::cpuid(HV_BASE, 0)[0];
+    if !(HV_TSC_LEAF..HV_BASE + 0x100).contains(&max) {
+        return None;
+    }
+    let khz = arch::cpu::cpuid(HV_TSC_LEAF, 0)[0];
+    (khz != 0).then(|| (u64::from(khz) * 1000, "hypervisor leaf 0x40000010"))
+}
+
+/// The TSC measured against PIT channel 0 read by latching: two windows
+/// in a row that agree, at most [`CALIBRATION_MAX_WINDOWS`].
+fn tsc_hz_from_pit_channel0() -> Option<(u64, &'static str)> {
+    let mut last: Option<u64> = None;
+    for _ in 0..CALIBRATION_MAX_WINDOWS {
+        let w = pit::measure_channel0(CALIBRATION_WINDOW_MS)?;
+        let hz = w.tsc_cycles * pit::PIT_HZ / w.pit_ticks.max(1);
+        if let Some(prev) = last {
+            if plausible(hz, 0, false) && agree(hz, prev) {
+                return Some(((hz + prev) / 2, "PIT channel 0 (latched)"));
+            }
+        }
+        last = Some(hz);
+    }
+    None
+}
+
+/// The local APIC timer's frequency timed against the TSC (`tsc_hz`
+/// known): two 10 ms windows in a row that agree, at most
+/// [`CALIBRATION_MAX_WINDOWS`].
+fn lapic_hz_from_tsc(a: &dyn apic::LocalApic, tsc_hz: u64) -> Option<u64> {
+    let window = tsc_hz * CALIBRATION_WINDOW_MS / 1000;
+    let mut last: Option<u64> = None;
+    for _ in 0..CALIBRATION_MAX_WINDOWS {
+        a.timer_start(TIMER_VECTOR, u32::MAX, false);
+        let start = arch::rdtsc();
+        let mut now = start;
+        while now.wrapping_sub(start) < window {
+            core::hint::spin_loop();
+            now = arch::rdtsc();
+        }
+        let ticks = u64::from(u32::MAX - a.timer_current());
+        a.timer_stop();
+        let hz = ticks * tsc_hz / now.wrapping_sub(start).max(1);
+        if let Some(prev) = last {
+            if (LAPIC_HZ_MIN..=LAPIC_HZ_MAX).contains(&hz) && agree(hz, prev) {
+                return Some((hz + prev) / 2);
+            }
+        }
+        last = Some(hz);
+    }
+    None
+}
+
+/// The PC way: TSC and local APIC timer against PIT channel 2. Returns
+/// (TSC Hz, APIC timer Hz, source, windows), or `None` with the windows
+/// spent when the PIT gave nothing plausible.
+fn calibrate_channel2(
+    lapic: Option<&'static dyn apic::LocalApic>,
+) -> Result<(u64, u64, &'static str, usize), usize> {
     let mut last: Option<(u64, u64)> = None;
-    let mut accepted = None;
     let mut windows = 0;
     while windows < CALIBRATION_MAX_WINDOWS {
         windows += 1;
         let Some(m) = measure_once(lapic) else { break };
         if let Some(prev) = last {
             if plausible(m.0, m.1, lapic.is_some()) && agree(m.0, prev.0) && agree(m.1, prev.1) {
-                accepted = Some(((m.0 + prev.0) / 2, (m.1 + prev.1) / 2));
-                break;
+                let (t, l) = ((m.0 + prev.0) / 2, (m.1 + prev.1) / 2);
+                return Ok((t, l, "PIT channel 2", windows));
             }
         }
         last = Some(m);
     }
-    let (tsc_hz, lapic_hz, how) = match (accepted, last) {
-        (Some((t, l)), _) => (t, l, "PIT"),
-        (None, Some((t, l))) if plausible(t, l, lapic.is_some()) => {
-            (t, l, "PIT (windows disagreed; last kept)")
-        }
-        _ => (
-            tsc_hz_from_cpuid().unwrap_or(TSC_HZ_FALLBACK),
-            LAPIC_HZ_FALLBACK,
-            "fallback (PIT unusable)",
-        ),
+    match last {
+        Some((t, l)) if plausible(t, l, lapic.is_some()) => Ok((
+            t,
+            l,
+            "PIT channel 2 (windows disagreed; last kept)",
+            windows,
+        )),
+        _ => Err(windows),
+    }
+}
+
+/// Without port 0x61: the TSC from CPUID, the hypervisor leaf or PIT
+/// channel 0, then the local APIC timer against the TSC.
+fn calibrate_without_gate(
+    lapic: Option<&'static dyn apic::LocalApic>,
+) -> (u64, u64, &'static str, &'static str) {
+    let (tsc_hz, tsc_how) = tsc_hz_from_cpuid()
+        .filter(|&(hz, _)| plausible(hz, 0, false))
+        .or_else(|| tsc_hz_from_hypervisor().filter(|&(hz, _)| plausible(hz, 0, false)))
+        .or_else(tsc_hz_from_pit_channel0)
+        .unwrap_or((TSC_HZ_FALLBACK, "fallback (no CPUID leaf, no PIT)"));
+    let (lapic_hz, lapic_how) = match lapic {
+        None => (0, "no local APIC"),
+        Some(a) => match lapic_hz_from_tsc(a, tsc_hz) {
+            Some(hz) => (hz, "timed against the TSC"),
+            None => (LAPIC_HZ_FALLBACK, "fallback (windows disagreed)"),
+        },
+    };
+    (tsc_hz, lapic_hz, tsc_how, lapic_how)
+}
+
+/// Measures the TSC (and, with `with_lapic`, the local APIC timer) and
+/// records the results (see the module doc for the sources). Runs once,
+/// on the boot CPU, with interrupts off, before any other CPU starts.
+pub fn calibrate(with_lapic: bool) {
+    BOOT_TSC.store(arch::rdtsc(), Ordering::Relaxed);
+    let lapic = if with_lapic { apic::local() } else { None };
+    let (tsc_hz, lapic_hz) = if pit::channel2_gate_present() {
+        let (t, l, how, windows) = calibrate_channel2(lapic).unwrap_or_else(|windows| {
+            let (t, how) = tsc_hz_from_cpuid()
+                .unwrap_or((TSC_HZ_FALLBACK, "fallback (PIT channel 2 unusable)"));
+            (t, LAPIC_HZ_FALLBACK, how, windows)
+        });
+        kprintln!(
+            "time: tsc {}.{:03} MHz, lapic timer {} kHz (divide {}), from {} in {} window(s) of {} ms",
+            t / 1_000_000,
+            t / 1_000 % 1_000,
+            l / 1_000,
+            apic::TIMER_DIVIDE,
+            how,
+            windows,
+            CALIBRATION_WINDOW_MS
+        );
+        (t, l)
+    } else {
+        let (t, l, tsc_how, lapic_how) = calibrate_without_gate(lapic);
+        kprintln!(
+            "time: no port 0x61 (no PIT channel 2 gate): tsc {}.{:03} MHz from {}, lapic timer {} kHz (divide {}) {}",
+            t / 1_000_000,
+            t / 1_000 % 1_000,
+            tsc_how,
+            l / 1_000,
+            apic::TIMER_DIVIDE,
+            lapic_how
+        );
+        (t, l)
     };
     set_frequencies(tsc_hz, if lapic.is_some() { lapic_hz } else { 0 });
-    kprintln!(
-        "time: tsc {}.{:03} MHz, lapic timer {} kHz (divide {}), from {} in {} window(s) of {} ms",
-        tsc_hz / 1_000_000,
-        tsc_hz / 1_000 % 1_000,
-        lapic_hz / 1_000,
-        apic::TIMER_DIVIDE,
-        how,
-        windows,
-        CALIBRATION_WINDOW_MS
-    );
 }
 
 fn set_frequencies(tsc_hz: u64, lapic_hz: u64) {

@@ -8,6 +8,8 @@
 
 extern crate alloc;
 
+pub mod bootinfo;
+pub mod cmdline;
 pub mod cpuset;
 pub mod slots;
 pub mod timer_heap;

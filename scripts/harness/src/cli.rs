@@ -17,7 +17,7 @@ usage:
   harness run (--manifest M [--image-dir DIR] [--mkiso PATH] | --iso ISO | --kernel ELF --initrd FILE)
               [--smp N] [BOOT FLAGS] [--log FILE]
   harness debug (same image flags as run) [--smp N] [--boot auto|iso|pvh] [--mem 512M] [--cpu MODEL]
-  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [BOOT FLAGS]
+  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--cpu-hole M] [BOOT FLAGS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
   harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 5] [--repeat 3] [BOOT FLAGS]
                 [--out target/scale] [--mkiso PATH]
@@ -107,6 +107,8 @@ pub struct TestOpts {
     pub extra: Vec<(String, Vec<u32>)>,
     /// Boot this manifest with a corrupted initrd and expect a clean PANIC.
     pub corrupt: Option<PathBuf>,
+    /// Boot this manifest at -smp 4 with AP 1 left out (`hole.rs`).
+    pub cpu_hole: Option<PathBuf>,
     /// Accelerator, memory, timeout.
     pub boot: BootOpts,
     /// Where the serial logs go.
@@ -396,6 +398,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         Some(v) => parse_extra(&v)?,
     };
     let corrupt = f.take("corrupt-initrd").map(PathBuf::from);
+    let cpu_hole = f.take("cpu-hole").map(PathBuf::from);
     let boot = f.take_boot()?;
     let logdir = f
         .take("logdir")
@@ -411,6 +414,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         smp_list,
         extra,
         corrupt,
+        cpu_hole,
         boot,
         logdir,
         mkiso,
@@ -585,6 +589,12 @@ mod tests {
         assert_eq!(o.manifests.len(), 2);
         assert_eq!(o.smp_list, vec![1, 2, 4]);
         assert_eq!(o.logdir, PathBuf::from("target/test-logs"));
+        assert_eq!(o.cpu_hole, None);
+        let Ok(Command::Test(o)) = parse(&args(&["test", "--cpu-hole", "h.toml", "a.toml"])) else {
+            panic!("expected test");
+        };
+        assert_eq!(o.cpu_hole, Some(PathBuf::from("h.toml")));
+        assert_eq!(o.manifests, vec![PathBuf::from("a.toml")]);
     }
 
     #[test]

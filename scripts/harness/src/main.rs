@@ -15,6 +15,7 @@
 
 mod cli;
 mod forged;
+mod hole;
 mod manifest;
 mod mkiso;
 mod native;

@@ -26,6 +26,9 @@ pub struct Built {
     pub kernel: PathBuf,
     /// The initrd.
     pub initrd: PathBuf,
+    /// The kernel command line the builder recorded (`iso/boot/cmdline`,
+    /// from its `MKISO_KERNEL_CMDLINE` test hook), for a PVH boot.
+    pub cmdline: Option<String>,
 }
 
 impl Built {
@@ -39,6 +42,7 @@ impl Built {
             BootMethod::Pvh => Ok(Image::Pvh {
                 kernel: self.kernel.clone(),
                 initrd: self.initrd.clone(),
+                cmdline: self.cmdline.clone(),
             }),
         }
     }
@@ -120,10 +124,15 @@ pub fn build_env(
         bail!("{shown} failed ({})", out.status);
     }
     let boot = outdir.join("iso").join("boot");
+    let cmdline = std::fs::read_to_string(boot.join("cmdline"))
+        .ok()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
     let built = Built {
         iso: None,
         kernel: boot.join("kernel"),
         initrd: boot.join("initrd"),
+        cmdline,
     };
     for f in [&built.kernel, &built.initrd] {
         if !f.is_file() {

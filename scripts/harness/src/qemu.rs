@@ -238,6 +238,9 @@ pub enum Image {
         kernel: PathBuf,
         /// The initrd mkimage wrote.
         initrd: PathBuf,
+        /// The kernel command line (`-append`), if any; the ISO carries
+        /// its own in grub.cfg.
+        cmdline: Option<String>,
     },
 }
 
@@ -254,7 +257,7 @@ impl Image {
     pub fn files(&self) -> Vec<&Path> {
         match self {
             Self::Iso(iso) => vec![iso.as_path()],
-            Self::Pvh { kernel, initrd } => vec![kernel.as_path(), initrd.as_path()],
+            Self::Pvh { kernel, initrd, .. } => vec![kernel.as_path(), initrd.as_path()],
         }
     }
 }
@@ -330,9 +333,16 @@ pub fn args(m: &Machine<'_>) -> Vec<String> {
             a.extend(["-cdrom".to_string(), iso.display().to_string()]);
             a.extend(["-boot".to_string(), "d".to_string()]);
         }
-        Image::Pvh { kernel, initrd } => {
+        Image::Pvh {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
             a.extend(["-kernel".to_string(), kernel.display().to_string()]);
             a.extend(["-initrd".to_string(), initrd.display().to_string()]);
+            if let Some(c) = cmdline {
+                a.extend(["-append".to_string(), c.clone()]);
+            }
         }
     }
     a.extend([
@@ -433,6 +443,7 @@ mod tests {
         Image::Pvh {
             kernel: PathBuf::from("/x/kernel"),
             initrd: PathBuf::from("/x/initrd"),
+            cmdline: None,
         }
     }
 
@@ -469,6 +480,16 @@ mod tests {
         assert!(!a.contains("-cdrom"));
         assert!(a.contains("isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(a.ends_with("-accel tcg -cpu max"));
+        let with_cmdline = Image::Pvh {
+            kernel: PathBuf::from("k"),
+            initrd: PathBuf::from("i"),
+            cmdline: Some("test_skip_ap=1".into()),
+        };
+        let c = line(&with_cmdline, 4, "512M", Accel::Tcg, None);
+        assert!(
+            c.contains("-kernel k -initrd i -append test_skip_ap=1 -device"),
+            "{c}"
+        );
     }
 
     #[test]

@@ -357,6 +357,7 @@ fn resolve_image(opts: &RunOpts, accel: Accel) -> Result<Image> {
         RunSource::Pvh { kernel, initrd } => Image::Pvh {
             kernel: absolute(kernel),
             initrd: absolute(initrd),
+            cmdline: None,
         },
         RunSource::Manifest {
             manifest,

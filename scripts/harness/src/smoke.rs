@@ -119,19 +119,18 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
             let line = corrupt_initrd(opts, manifest, accel, method, timeout);
             println!("{}", line.text);
             count(line.pass);
-            let setup = crate::forged::Setup {
-                mkiso: &opts.mkiso,
-                logdir: &opts.logdir,
-                accel,
-                method,
-                mem: &opts.boot.mem,
-                cpu_model: opts.boot.cpu_model.as_deref(),
-                timeout,
-            };
-            for (pass, text) in crate::forged::boots(&setup, manifest) {
+            for (pass, text) in crate::forged::boots(&setup(opts, accel, method, timeout), manifest)
+            {
                 println!("{text}");
                 count(pass);
             }
+        }
+    }
+    if let Some(manifest) = &opts.cpu_hole {
+        for &method in &methods {
+            let (pass, text) = crate::hole::boot(&setup(opts, accel, method, timeout), manifest);
+            println!("{text}");
+            count(pass);
         }
     }
     println!("{passed} passed, {failed} failed");
@@ -154,6 +153,24 @@ pub(crate) fn boot_line(spec: &BootSpec<'_>, name: &str, method: BootMethod) -> 
                 method.name()
             ),
         },
+    }
+}
+
+/// Where the extra boots (forged initrds, the CPU hole) run.
+fn setup(
+    opts: &TestOpts,
+    accel: Accel,
+    method: BootMethod,
+    timeout: Duration,
+) -> crate::forged::Setup<'_> {
+    crate::forged::Setup {
+        mkiso: &opts.mkiso,
+        logdir: &opts.logdir,
+        accel,
+        method,
+        mem: &opts.boot.mem,
+        cpu_model: opts.boot.cpu_model.as_deref(),
+        timeout,
     }
 }
 

@@ -42,6 +42,20 @@ mb2_header_start:
     .long 8
 mb2_header_end:
 
+    /* The PVH entry (Xen public/elfnote.h, XEN_ELFNOTE_PHYS32_ENTRY = 18):
+     * name "Xen", descriptor = the 32-bit physical address of pvh_start.
+     * The descriptor is 8 bytes, as in Linux: QEMU reads a 64-bit ELF's
+     * descriptor as a 64-bit word and keeps its low half. */
+    .section .note.Xen, "a", @note
+    .balign 4
+    .long 4                          /* namesz: "Xen\0" */
+    .long 8                          /* descsz */
+    .long 18                         /* type: XEN_ELFNOTE_PHYS32_ENTRY */
+    .asciz "Xen"
+    .balign 4
+    .quad pvh_start
+    .balign 4
+
     .section .boot.bss, "aw", @nobits
     .balign 4096
     .global boot_pml4
@@ -65,6 +79,7 @@ boot_gdt64_ptr:
     .short boot_gdt64_end - boot_gdt64 - 1
     .long boot_gdt64
 msg_no_mb2: .asciz "BOOT FAIL not loaded by a Multiboot2 loader\r\n"
+msg_no_pvh: .asciz "BOOT FAIL PVH entry without the hvm_start_info magic\r\n"
 msg_no_lm:  .asciz "BOOT FAIL CPU lacks long mode\r\n"
 msg_no_nx:  .asciz "BOOT FAIL CPU lacks NX\r\n"
 
@@ -78,6 +93,23 @@ _start:
     cmp eax, 0x36d76289              /* Multiboot2 boot magic (spec 3.3) */
     jne 1f
     mov edi, ebx                     /* keep the boot information address */
+    mov esi, {proto_mb2}             /* and which protocol brought it */
+    jmp boot_common
+
+    /* PVH: EBX = physical address of struct hvm_start_info (Xen
+     * public/arch-x86/hvm/start_info.h), whose first word is its magic.
+     * No stack is given: take ours before anything else. */
+    .global pvh_start
+pvh_start:
+    cli
+    cld
+    mov esp, offset boot_stack32_top
+    cmp dword ptr [ebx], 0x336ec578  /* XEN_HVM_START_MAGIC_VALUE */
+    jne 6f
+    mov edi, ebx
+    mov esi, {proto_pvh}
+
+boot_common:
 
     mov eax, 0x80000000
     cpuid
@@ -150,6 +182,8 @@ _start:
 
 1:  mov esi, offset msg_no_mb2
     jmp 9f
+6:  mov esi, offset msg_no_pvh
+    jmp 9f
 2:  mov esi, offset msg_no_lm
     jmp 9f
 3:  mov esi, offset msg_no_nx
@@ -177,6 +211,7 @@ boot_long_mode:
     mov fs, ax
     mov gs, ax
     mov edi, edi                     /* zero-extend the boot information address */
+    mov esi, esi                     /* and the protocol tag */
     movabs rax, offset kernel_entry_high
     jmp rax
 
@@ -193,4 +228,6 @@ kernel_entry_high:
     stack = sym super::entry::BOOT_STACK,
     stack_size = const super::entry::BOOT_STACK_SIZE,
     kmain = sym super::entry::kernel_entry,
+    proto_mb2 = const super::bootinfo::PROTOCOL_MULTIBOOT2,
+    proto_pvh = const super::bootinfo::PROTOCOL_PVH,
 );

@@ -136,9 +136,10 @@ unsafe impl Sync for BootStack {}
 pub static BOOT_STACK: BootStack = BootStack(UnsafeCell::new([0; BOOT_STACK_SIZE]));
 
 /// The boot CPU's first Rust code, called by the boot stub with the
-/// Multiboot2 information address.
-pub extern "C" fn kernel_entry(boot_info_phys: u64) -> ! {
-    crate::kmain(boot_info_phys)
+/// loader's information address (RDI) and the protocol tag (RSI,
+/// `bootinfo::PROTOCOL_*`).
+pub extern "C" fn kernel_entry(boot_info_phys: u64, protocol: u64) -> ! {
+    crate::kmain(super::bootinfo::Handoff::new(protocol, boot_info_phys))
 }
 
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {

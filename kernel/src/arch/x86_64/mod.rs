@@ -7,6 +7,7 @@
 pub mod acpi;
 pub mod apic;
 pub mod boot;
+pub mod bootinfo;
 pub mod cpu;
 pub mod entry;
 pub mod fpu;
@@ -16,6 +17,7 @@ pub mod multiboot;
 pub mod percpu;
 pub mod pic;
 pub mod pit;
+pub mod pvh;
 pub mod qemu;
 pub mod serial;
 pub mod syscall;

@@ -1,35 +1,17 @@
 //! Reading the Multiboot2 boot information.
 //!
-//! Called twice: once very early through the boot stub's identity map (to
-//! find RAM before the kernel's own tables exist) and once later through
-//! the direct map (for the ACPI RSDP and the modules). Everything the
-//! kernel needs is copied out into plain values.
+//! GRUB enters `_start` (boot.rs) with EAX = the Multiboot2 magic, checked
+//! by the stub, and EBX = the boot information. Read once, early, through
+//! the boot stub's identity map: available RAM, the modules (`module2`:
+//! the initrd is the first), the RSDP copy GRUB puts in its tags, and the
+//! command line, all copied into a [`BootFacts`] (bootinfo.rs). The whole
+//! structure stays reserved ([`BootFacts::keep`]) because the RSDP copy
+//! lives inside it.
 
 use multiboot2::{BootInformation, BootInformationHeader, MemoryAreaType};
 
+use super::bootinfo::{BootFacts, EARLY_IDENTITY_END};
 use crate::mm::frame::PhysRange;
-
-/// Most memory-map entries kept.
-pub const MAX_AREAS: usize = 32;
-/// Most modules kept.
-pub const MAX_MODULES: usize = 4;
-
-/// What the kernel takes from the boot information.
-pub struct BootFacts {
-    /// Available RAM.
-    pub ram: [PhysRange; MAX_AREAS],
-    /// Entries used in `ram`.
-    pub nram: usize,
-    /// Modules (the initrd is the first).
-    pub modules: [PhysRange; MAX_MODULES],
-    /// Entries used in `modules`.
-    pub nmodules: usize,
-    /// The boot information itself.
-    pub info: PhysRange,
-    /// Physical address of the RSDP copy inside the boot information, if
-    /// GRUB passed one (the v2 tag preferred), and whether it is v2.
-    pub rsdp: Option<(u64, bool)>,
-}
 
 /// Parses the boot information at virtual address `virt` (whose physical
 /// address is `phys`).
@@ -37,40 +19,29 @@ pub struct BootFacts {
 /// # Safety
 /// `virt` must map the Multiboot2 information GRUB left at `phys`, and that
 /// memory must not have been reused.
-pub unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
+unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
     // SAFETY: guaranteed by the caller: a valid boot information structure.
     let info = unsafe { BootInformation::load(virt as *const BootInformationHeader) }
         .map_err(|_| "malformed Multiboot2 boot information")?;
-    let mut f = BootFacts {
-        ram: [PhysRange { start: 0, end: 0 }; MAX_AREAS],
-        nram: 0,
-        modules: [PhysRange { start: 0, end: 0 }; MAX_MODULES],
-        nmodules: 0,
-        info: PhysRange {
-            start: phys,
-            end: phys + info.total_size() as u64,
-        },
-        rsdp: None,
-    };
+    let mut f = BootFacts::new(PhysRange {
+        start: phys,
+        end: phys + info.total_size() as u64,
+    });
     let map = info
         .memory_map_tag()
         .ok_or("boot information has no memory map")?;
     for area in map.memory_areas() {
-        if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available && f.nram < MAX_AREAS {
-            f.ram[f.nram] = PhysRange {
-                start: area.start_address(),
-                end: area.end_address(),
-            };
-            f.nram += 1;
+        if MemoryAreaType::from(area.typ()) == MemoryAreaType::Available {
+            f.push_ram(area.start_address(), area.end_address());
         }
     }
     for m in info.module_tags() {
-        if f.nmodules < MAX_MODULES {
-            f.modules[f.nmodules] = PhysRange {
-                start: u64::from(m.start_address()),
-                end: u64::from(m.end_address()),
-            };
-            f.nmodules += 1;
+        f.push_module(u64::from(m.start_address()), u64::from(m.end_address()));
+    }
+    if let Some(t) = info.command_line_tag() {
+        match t.cmdline() {
+            Ok(line) => f.set_cmdline(line.as_bytes(), false),
+            Err(_) => f.set_cmdline(&[], true),
         }
     }
     let base = virt;
@@ -81,9 +52,6 @@ pub unsafe fn read(virt: u64, phys: u64) -> Result<BootFacts, &'static str> {
     }
     Ok(f)
 }
-
-/// Identity-mapped limit of the boot stub's early tables.
-const EARLY_IDENTITY_END: u64 = 4 << 30;
 
 /// Parses the boot information through the boot stub's identity map.
 pub fn read_identity(phys: u64) -> Result<BootFacts, &'static str> {

@@ -22,10 +22,12 @@
 //! At the end, `StatsBusy` must show user work on every online CPU.
 //!
 //! The race itself needs two CPUs in the same few hundred instructions, so
-//! on a busy host a broken kernel may survive a run. A kernel built with
-//! `KERNEL_TEST_SKIP_AP=1` (a hole in the CPU ids, defect 5) fails this
-//! smoke at once when the scheduler skips an online CPU or leaves a halted
-//! CPU halted while two threads share another.
+//! on a busy host a broken kernel may survive a run. Booted with a hole in
+//! the CPU ids (defect 5: the kernel command-line test hook
+//! `test_skip_ap=1` at `-smp 4`, as `harness test --cpu-hole` does in
+//! `make test`), it fails at once when the scheduler's loops skip an
+//! online CPU or leave a halted CPU halted while two threads share
+//! another.
 #![no_std]
 #![no_main]
 
