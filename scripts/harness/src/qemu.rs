@@ -198,7 +198,7 @@ pub fn choose_boot(request: BootRequest, accel: Accel, host: HostKvm) -> (BootMe
         BootRequest::Pvh => (BootMethod::Pvh, "requested".to_string()),
         BootRequest::Auto if accel == Accel::Kvm && host.pvm => (
             BootMethod::Pvh,
-            "auto: KVM on PVM emulates guest ring 0, where SeaBIOS and GRUB take ~40 s; \
+            "auto: KVM on PVM emulates guest ring 0, where SeaBIOS and GRUB take 10 to 40 s; \
              booting the kernel ELF directly (PVH entry, -machine microvm)"
                 .to_string(),
         ),
