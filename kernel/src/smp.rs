@@ -135,7 +135,7 @@ static PARKED: AtomicU64 = AtomicU64::new(0);
 
 /// Brings every CPU up. Called once by the boot CPU after
 /// `arch::init_cpu(0, ..)`, with interrupts off. `rsdp` is the RSDP from
-/// the Multiboot2 tags (physical address, whether ACPI 2.0+). `skip_ap` is
+/// the boot information (physical address, whether ACPI 2.0+). `skip_ap` is
 /// the `test_skip_ap=<index>` test hook from the command line: that AP is
 /// not started and its index stays reserved (a hole in the CPU ids); 0 or
 /// an index beyond the APs is ignored with a log line.

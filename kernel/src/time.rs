@@ -179,7 +179,10 @@ fn lapic_hz_from_tsc(a: &dyn apic::LocalApic, tsc_hz: u64) -> Option<u64> {
         }
         let ticks = u64::from(u32::MAX - a.timer_current());
         a.timer_stop();
-        let hz = ticks * tsc_hz / now.wrapping_sub(start).max(1);
+        let cycles = now.wrapping_sub(start).max(1);
+        // u128: ticks (< 2^32) times a TSC rate (< 2^35) can pass 2^64.
+        let hz = u64::try_from(u128::from(ticks) * u128::from(tsc_hz) / u128::from(cycles))
+            .unwrap_or(u64::MAX);
         if let Some(prev) = last {
             if (LAPIC_HZ_MIN..=LAPIC_HZ_MAX).contains(&hz) && agree(hz, prev) {
                 return Some((hz + prev) / 2);

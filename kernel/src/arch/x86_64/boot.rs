@@ -1,13 +1,21 @@
-//! The Multiboot2 header and the 32-bit entry stub.
+//! The Multiboot2 header, the PVH note and the 32-bit entry stubs.
 //!
-//! GRUB enters `_start` in 32-bit protected mode, paging off, with
-//! EAX = the Multiboot2 magic and EBX = the physical address of the boot
-//! information. The stub checks both and the CPU (long mode, NX), builds
-//! early page tables that identity-map the first 4 GiB and map the first
-//! 1 GiB again at KERNEL_BASE, turns on PAE, long mode, NX and paging, and
-//! jumps to the higher-half [`super::entry::kernel_entry`] with the boot
-//! information address in RDI. On any failed check it prints a line on
-//! COM1 and halts: nothing else can run without long mode.
+//! Two loaders can start the kernel (docs/architecture/boot.md):
+//! - GRUB enters `_start` in 32-bit protected mode, paging off, with
+//!   EAX = the Multiboot2 magic and EBX = the physical address of the boot
+//!   information;
+//! - a PVH loader (QEMU `-kernel`) finds `pvh_start` through the
+//!   XEN_ELFNOTE_PHYS32_ENTRY note and enters it in the same mode with
+//!   EBX = the physical address of `struct hvm_start_info` and no stack.
+//!
+//! Each entry checks its magic, then both join one path with the info
+//! address in EDI and a protocol tag (`bootinfo::PROTOCOL_*`) in ESI: it
+//! checks the CPU (long mode, NX), builds early page tables that
+//! identity-map the first 4 GiB and map the first 1 GiB again at
+//! KERNEL_BASE, turns on PAE, long mode, NX and paging, and jumps to the
+//! higher-half [`super::entry::kernel_entry`] with the address in RDI and
+//! the tag in RSI. On any failed check it prints a line on COM1 and halts:
+//! nothing else can run without long mode.
 //!
 //! The early tables stay alive after boot: the AP trampoline uses them
 //! (`BOOT_PML4`) to reach long mode before switching to the kernel's tables.

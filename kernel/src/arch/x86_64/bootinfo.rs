@@ -177,9 +177,11 @@ pub fn read_identity(h: Handoff) -> Result<BootFacts, &'static str> {
 /// Bytes of physical memory at `phys`, read through the identity map.
 ///
 /// # Safety
-/// `[phys, phys + len)` must lie below [`EARLY_IDENTITY_END`] while the
-/// boot stub's tables are loaded, and must not be written while the slice
-/// lives (true during early boot: one CPU, nothing allocated yet).
+/// The boot stub's tables must be loaded (they identity-map everything
+/// below [`EARLY_IDENTITY_END`], which this checks), and the bytes must not
+/// be written while the slice is used. The `'static` lifetime is a lie
+/// beyond early boot: callers copy what they need out at once (true during
+/// early boot: one CPU, nothing allocated yet).
 pub(super) unsafe fn phys_bytes(phys: u64, len: usize) -> Option<&'static [u8]> {
     let end = phys.checked_add(u64::try_from(len).ok()?)?;
     if phys == 0 || end > EARLY_IDENTITY_END {
