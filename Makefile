@@ -2,14 +2,21 @@
 #   make run-smp-process-scale   the multi-process scaling benchmark
 #   make test                    host unit tests, then every smoke manifest
 #   make soak                    every smoke manifest SOAK_RUNS times per CPU count (TCG)
+#   BOOT=auto|iso|pvh            GRUB ISO on -machine pc, or PVH entry on -machine microvm
 SHELL := /bin/bash
 .DEFAULT_GOAL := iso
 
 MANIFEST ?= manifests/default.toml
 SMP ?= 2
 ACCEL ?= auto
+# auto|iso|pvh: iso = GRUB ISO on -machine pc; pvh = the kernel ELF's PVH
+# entry on -machine microvm; auto = iso, except pvh under KVM on PVM (and
+# both for make test and make soak). CONTRACTS.md section 1.
+BOOT ?= auto
+# Overrides QEMU's -cpu (default: host,-arch-capabilities under KVM, max under TCG).
+CPU_MODEL ?=
 MEM ?= 512M
-RUNS ?= 3
+RUNS ?= 5
 REPEAT ?= 3
 SMP_LIST ?= 1 2 4
 SMOKE_SMP ?= 1 2 4
@@ -33,6 +40,7 @@ KERNEL_RUSTFLAGS := -C code-model=kernel -C relocation-model=static
 # One image folder per manifest (absolute paths work too).
 IMAGE_DIR := $(BUILD)/images/$(basename $(notdir $(MANIFEST)))
 TIMEOUT_ARG := $(if $(TIMEOUT),--timeout $(TIMEOUT),)
+BOOT_ARGS := --boot "$(BOOT)" --cpu "$(CPU_MODEL)" --mem $(MEM) $(TIMEOUT_ARG)
 
 .PHONY: iso run test debug clean deps prereqs kernel programs tools \
         run-smp-process-scale run-thread-scale fmt clippy
@@ -63,7 +71,7 @@ iso: prereqs
 # serial console to stdout) and the verdict picks the ending below.
 ifneq ($(filter run,$(MAKECMDGOALS)),)
 RUN_STATUS := $(shell scripts/make-run.sh "$$PPID" "$(MANIFEST)" "$(IMAGE_DIR)" "$(SMP)" \
-                  "$(ACCEL)" "$(MEM)" "$(TIMEOUT)"; echo $$?)
+                  "$(ACCEL)" "$(MEM)" "$(TIMEOUT)" "$(BOOT)" "$(CPU_MODEL)"; echo $$?)
 ifeq ($(RUN_STATUS),0)
 run: ; @:
 else ifeq ($(RUN_STATUS),1)
@@ -77,29 +85,28 @@ endif
 test: deps
 	cargo test -q
 	$(MAKE) --no-print-directory prereqs
-	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --extra "$(SMOKE_EXTRA)" --accel $(ACCEL) $(TIMEOUT_ARG) \
+	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --extra "$(SMOKE_EXTRA)" --accel $(ACCEL) $(BOOT_ARGS) \
 	    --corrupt-initrd manifests/smoke-boot.toml --cpu-hole manifests/smoke-sched-spread.toml manifests/smoke-*.toml
 
 # Not part of `make test`: it takes long (scripts/harness/src/soak.rs).
 .PHONY: soak
 soak: prereqs
-	$(HARNESS) soak --smp-list "$(SOAK_SMP)" --runs $(SOAK_RUNS) --accel $(SOAK_ACCEL) $(TIMEOUT_ARG) \
+	$(HARNESS) soak --smp-list "$(SOAK_SMP)" --runs $(SOAK_RUNS) --accel $(SOAK_ACCEL) $(BOOT_ARGS) \
 	    $(MANIFESTS)
 
 run-smp-process-scale: prereqs
 	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/smp-process-scale.toml,$(MANIFEST)) \
-	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(TIMEOUT_ARG)
+	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(BOOT_ARGS)
 
 run-thread-scale: prereqs
 	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/thread-scale.toml,$(MANIFEST)) \
-	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(TIMEOUT_ARG)
+	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(BOOT_ARGS)
 
-debug: iso
+# TCG; BOOT picks the image (auto: the ISO). The harness prints the QEMU line.
+debug: prereqs
 	@echo "QEMU waits for gdb on :1234. Attach with:"
 	@echo "  gdb $(KERNEL_ELF) -ex 'target remote :1234'"
-	qemu-system-x86_64 -machine pc -nodefaults -no-reboot -display none -serial stdio \
-	    -m $(MEM) -smp $(SMP) -cdrom $(IMAGE_DIR)/os.iso -boot d \
-	    -device isa-debug-exit,iobase=0xf4,iosize=0x04 -accel tcg -cpu max -s -S
+	$(HARNESS) debug --manifest $(MANIFEST) --image-dir $(IMAGE_DIR) --smp $(SMP) $(BOOT_ARGS)
 
 fmt:
 	cargo fmt --all

@@ -7,6 +7,12 @@
 # Test hook: MKISO_KERNEL_CMDLINE (words of [a-z0-9_=], e.g.
 # "test_skip_ap=1", used by `harness test --cpu-hole`) is appended to the
 # kernel's line in the ISO's grub.cfg; grub/grub.cfg itself is unchanged.
+#
+# The kernel and the initrd are left in OUTDIR/iso/boot/ (kernel, initrd):
+# the PVH boot (BOOT=pvh) hands them to QEMU directly. With MKISO_SKIP_ISO=1
+# only those two are built (no grub-mkrescue) and the initrd path is printed.
+# MKISO_KERNEL_CMDLINE is also written to OUTDIR/iso/boot/cmdline, which the
+# harness passes to a PVH boot as -append.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 manifest="$1"
@@ -31,6 +37,14 @@ if [ -n "${MKISO_CORRUPT_INITRD:-}" ]; then
     printf '\377' | dd of="$out/iso/boot/initrd" bs=1 seek=40 conv=notrunc status=none
 fi
 cp "$root/build/kernel" "$out/iso/boot/kernel"
+if [ -n "${cmdline// /}" ]; then
+    printf '%s\n' "$cmdline" >"$out/iso/boot/cmdline"
+fi
+if [ -n "${MKISO_SKIP_ISO:-}" ]; then
+    rm -f "$out/os.iso"
+    echo "$out/iso/boot/initrd"
+    exit 0
+fi
 cp "$root/grub/grub.cfg" "$out/iso/boot/grub/grub.cfg"
 if [ -n "${cmdline// /}" ]; then
     cfg="$out/iso/boot/grub/grub.cfg"

@@ -1,4 +1,4 @@
-//! Command-line parsing, by hand: four subcommands with a few flags each.
+//! Command-line parsing, by hand: five subcommands with a few flags each.
 //!
 //! Flags take their value as the next argument (`--smp 2`) or after `=`
 //! (`--smp=2`). Empty values (`--accel ""`, as `make` passes for unset
@@ -9,18 +9,21 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::qemu::AccelRequest;
+use crate::qemu::{AccelRequest, BootRequest};
 
 /// Printed for `--help` and after a usage error.
 pub const USAGE: &str = "\
 usage:
-  harness run --iso ISO [--smp N] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS] [--log FILE]
-  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--cpu-hole M] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
+  harness run (--manifest M [--image-dir DIR] [--mkiso PATH] | --iso ISO | --kernel ELF --initrd FILE)
+              [--smp N] [BOOT FLAGS] [--log FILE]
+  harness debug (same image flags as run) [--smp N] [--boot auto|iso|pvh] [--mem 512M] [--cpu MODEL]
+  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--cpu-hole M] [BOOT FLAGS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
-  harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 3] [--repeat 3] [--accel auto|kvm|tcg]
-                [--mem 512M] [--timeout SECS] [--out target/scale] [--mkiso PATH]
-  harness soak [--smp-list \"1 2 4 8\"] [--runs 20] [--accel auto|kvm|tcg] [--mem 512M] [--timeout SECS]
-               [--out target/soak] [--mkiso PATH] MANIFEST...";
+  harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 5] [--repeat 3] [BOOT FLAGS]
+                [--out target/scale] [--mkiso PATH]
+  harness soak [--smp-list \"1 2 4 8\"] [--runs 20] [BOOT FLAGS] [--out target/soak] [--mkiso PATH] MANIFEST...
+BOOT FLAGS: [--accel auto|kvm|tcg] [--boot auto|iso|pvh] [--cpu MODEL] [--mem 512M] [--timeout SECS]
+  (test and soak boot both methods for --boot auto)";
 
 /// Default guest memory.
 pub const DEFAULT_MEM: &str = "512M";
@@ -32,6 +35,8 @@ pub enum Command {
     Help,
     /// `harness run`.
     Run(RunOpts),
+    /// `harness debug`.
+    Debug(RunOpts),
     /// `harness test`.
     Test(TestOpts),
     /// `harness scale`.
@@ -45,17 +50,44 @@ pub enum Command {
 pub struct BootOpts {
     /// Accelerator request.
     pub accel: AccelRequest,
+    /// Boot-method request.
+    pub boot: BootRequest,
+    /// `-cpu` override.
+    pub cpu_model: Option<String>,
     /// `-m` value.
     pub mem: String,
     /// Per-boot timeout; `None` picks the default for the accelerator.
     pub timeout: Option<Duration>,
 }
 
-/// `harness run`.
+/// What `harness run` boots.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunSource {
+    /// A ready ISO (boot method `iso`).
+    Iso(PathBuf),
+    /// A ready kernel ELF and initrd (boot method `pvh`).
+    Pvh {
+        /// The kernel ELF.
+        kernel: PathBuf,
+        /// The initrd.
+        initrd: PathBuf,
+    },
+    /// Build the image for the chosen boot method from a manifest.
+    Manifest {
+        /// The manifest.
+        manifest: PathBuf,
+        /// Where mkiso.sh puts the image.
+        image_dir: PathBuf,
+        /// The image builder script.
+        mkiso: PathBuf,
+    },
+}
+
+/// `harness run` and `harness debug`.
 #[derive(Debug)]
 pub struct RunOpts {
-    /// The ISO to boot.
-    pub iso: PathBuf,
+    /// What to boot.
+    pub source: RunSource,
     /// CPU count.
     pub smp: u32,
     /// Accelerator, memory, timeout.
@@ -121,6 +153,9 @@ pub struct SoakOpts {
     pub mkiso: PathBuf,
 }
 
+/// Default `--runs` of `scale` (CONTRACTS.md section 1: 5 once direct boot
+/// exists).
+pub const SCALE_DEFAULT_RUNS: u32 = 5;
 /// Default `--runs` of `soak`.
 pub const SOAK_DEFAULT_RUNS: u32 = 20;
 /// Default `--smp-list` of `soak`.
@@ -144,6 +179,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
     match sub.as_str() {
         "-h" | "--help" | "help" => Ok(Command::Help),
         "run" => parse_run(flags).map(Command::Run),
+        "debug" => parse_run(flags).map(Command::Debug),
         "test" => parse_test(flags).map(Command::Test),
         "scale" => parse_scale(flags).map(Command::Scale),
         "soak" => parse_soak(flags).map(Command::Soak),
@@ -217,6 +253,19 @@ impl Flags {
             None => AccelRequest::Auto,
             Some(v) => AccelRequest::parse(&v)?,
         };
+        let boot = match self.take("boot") {
+            None => BootRequest::Auto,
+            Some(v) => BootRequest::parse(&v)?,
+        };
+        let cpu_model = self.take("cpu");
+        if let Some(m) = &cpu_model {
+            if !m
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ",-_=.+".contains(c))
+            {
+                bail!("--cpu: {m:?} is not a QEMU CPU model such as max,-x2apic");
+            }
+        }
         let mem = self.take("mem").unwrap_or_else(|| DEFAULT_MEM.to_string());
         if !mem.chars().all(|c| c.is_ascii_alphanumeric()) {
             bail!("--mem: {mem:?} is not a size like 512M");
@@ -235,6 +284,8 @@ impl Flags {
         };
         Ok(BootOpts {
             accel,
+            boot,
+            cpu_model,
             mem,
             timeout,
         })
@@ -301,10 +352,30 @@ fn default_mkiso() -> PathBuf {
 }
 
 fn parse_run(mut f: Flags) -> Result<RunOpts> {
-    let iso = f
-        .take("iso")
-        .map(PathBuf::from)
-        .context("run needs --iso ISO")?;
+    let iso = f.take("iso").map(PathBuf::from);
+    let kernel = f.take("kernel").map(PathBuf::from);
+    let initrd = f.take("initrd").map(PathBuf::from);
+    let manifest = f.take("manifest").map(PathBuf::from);
+    let image_dir = f.take("image-dir").map(PathBuf::from);
+    let mkiso = f.take_mkiso();
+    let source = match (iso, kernel, initrd, manifest) {
+        (Some(iso), None, None, None) => RunSource::Iso(iso),
+        (None, Some(kernel), Some(initrd), None) => RunSource::Pvh { kernel, initrd },
+        (None, None, None, Some(manifest)) => {
+            let image_dir = image_dir.unwrap_or_else(|| {
+                let stem = manifest
+                    .file_stem()
+                    .map_or_else(|| "manifest".into(), |s| s.to_string_lossy().into_owned());
+                PathBuf::from("build/images").join(stem)
+            });
+            RunSource::Manifest {
+                manifest,
+                image_dir,
+                mkiso,
+            }
+        }
+        _ => bail!("run needs one of --manifest M, --iso ISO, or --kernel ELF with --initrd FILE"),
+    };
     let smp = f.take_u32("smp", 2, MAX_SMP)?;
     let boot = f.take_boot()?;
     let log = f.take("log").map(PathBuf::from);
@@ -313,7 +384,7 @@ fn parse_run(mut f: Flags) -> Result<RunOpts> {
         bail!("unexpected argument {extra:?}");
     }
     Ok(RunOpts {
-        iso,
+        source,
         smp,
         boot,
         log,
@@ -369,7 +440,7 @@ fn parse_scale(mut f: Flags) -> Result<ScaleOpts> {
         .map(PathBuf::from)
         .context("scale needs --manifest M")?;
     let smp_list = f.take_smp_list()?;
-    let runs = f.take_u32("runs", 3, MAX_RUNS)?;
+    let runs = f.take_u32("runs", SCALE_DEFAULT_RUNS, MAX_RUNS)?;
     let repeat = f.take_u32("repeat", 3, MAX_REPEAT)?;
     let boot = f.take_boot()?;
     let out = f
@@ -440,7 +511,7 @@ mod tests {
         ])) else {
             panic!("expected run");
         };
-        assert_eq!(o.iso, PathBuf::from("a.iso"));
+        assert_eq!(o.source, RunSource::Iso(PathBuf::from("a.iso")));
         assert_eq!(o.smp, 4);
         assert_eq!(o.boot.accel, AccelRequest::Tcg);
         assert_eq!(o.boot.timeout, Some(Duration::from_secs(5)));
@@ -463,9 +534,49 @@ mod tests {
             panic!("expected scale");
         };
         assert_eq!(o.boot.accel, AccelRequest::Auto);
-        assert_eq!(o.runs, 3);
+        assert_eq!(o.runs, 5);
         assert_eq!(o.repeat, 3);
+        assert_eq!(o.boot.boot, BootRequest::Auto);
+        assert_eq!(o.boot.cpu_model, None);
         assert_eq!(o.smp_list, vec![1, 2]);
+    }
+
+    #[test]
+    fn run_sources_and_boot_flags() {
+        let Ok(Command::Run(o)) = parse(&args(&[
+            "run",
+            "--manifest",
+            "m/smoke-smp.toml",
+            "--boot",
+            "pvh",
+            "--cpu",
+            "max,-x2apic",
+        ])) else {
+            panic!("expected run");
+        };
+        assert_eq!(o.boot.boot, BootRequest::Pvh);
+        assert_eq!(o.boot.cpu_model.as_deref(), Some("max,-x2apic"));
+        let RunSource::Manifest { image_dir, .. } = o.source else {
+            panic!("expected a manifest source");
+        };
+        assert_eq!(image_dir, PathBuf::from("build/images/smoke-smp"));
+        let Ok(Command::Debug(o)) = parse(&args(&[
+            "debug", "--kernel", "k", "--initrd", "i", "--boot", "",
+        ])) else {
+            panic!("expected debug");
+        };
+        assert_eq!(
+            o.source,
+            RunSource::Pvh {
+                kernel: "k".into(),
+                initrd: "i".into()
+            }
+        );
+        assert_eq!(o.boot.boot, BootRequest::Auto);
+        assert!(parse(&args(&["run", "--kernel", "k"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "a", "--manifest", "m"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "a", "--boot", "grub"])).is_err());
+        assert!(parse(&args(&["run", "--iso", "a", "--cpu", "max;rm"])).is_err());
     }
 
     #[test]

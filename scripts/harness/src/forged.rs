@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::mkiso;
-use crate::qemu::Accel;
+use crate::qemu::{Accel, BootMethod};
 use crate::runner::{self, BootSpec, STATUS_ERROR};
 
 /// The environment variable mkimage's test hook reads.
@@ -36,7 +36,9 @@ pub struct Setup<'a> {
     pub mkiso: &'a Path,
     pub logdir: &'a Path,
     pub accel: Accel,
+    pub method: BootMethod,
     pub mem: &'a str,
+    pub cpu_model: Option<&'a str>,
     pub timeout: Duration,
 }
 
@@ -49,19 +51,25 @@ pub fn boots(setup: &Setup<'_>, manifest: &Path) -> Vec<(bool, String)> {
 }
 
 fn boot(setup: &Setup<'_>, manifest: &Path, how: &str, panic: &str) -> (bool, String) {
+    let boot = setup.method.name();
     let tag = format!("forged-{how}");
-    let dir = setup.logdir.join("iso").join(&tag);
+    let dir = setup.logdir.join("iso").join(format!("{tag}-{boot}"));
     let env = [(FORGE_ENV, how)];
-    let iso = match mkiso::build_env(setup.mkiso, manifest, &dir, None, &env) {
-        Ok(iso) => iso,
-        Err(e) => return (false, format!("FAIL {tag} smp=1 (0.0 s) build: {e:#}")),
+    let methods = [setup.method];
+    let tag = format!("{tag} smp=1 boot={boot}");
+    let image = match mkiso::build_env(setup.mkiso, manifest, &dir, None, &methods, &env)
+        .and_then(|b| b.image(setup.method))
+    {
+        Ok(image) => image,
+        Err(e) => return (false, format!("FAIL {tag} (0.0 s) build: {e:#}")),
     };
-    let log = setup.logdir.join(format!("{tag}-smp1.log"));
+    let log = setup.logdir.join(format!("forged-{how}-smp1-{boot}.log"));
     let spec = BootSpec {
-        iso: &iso,
+        image: &image,
         smp: 1,
         accel: setup.accel,
         mem: setup.mem,
+        cpu_model: setup.cpu_model,
         timeout: setup.timeout,
         log: Some(&log),
         echo: false,
@@ -71,7 +79,7 @@ fn boot(setup: &Setup<'_>, manifest: &Path, how: &str, panic: &str) -> (bool, St
             let secs = o.elapsed.as_secs_f64();
             judge(&tag, secs, o.status, &o.lines, panic)
         }
-        Err(e) => (false, format!("FAIL {tag} smp=1 (0.0 s) {e:#}")),
+        Err(e) => (false, format!("FAIL {tag} (0.0 s) {e:#}")),
     }
 }
 
@@ -82,13 +90,13 @@ fn judge(tag: &str, secs: f64, status: u8, lines: &[String], panic: &str) -> (bo
     if refused && !ran && status == STATUS_ERROR {
         (
             true,
-            format!("PASS {tag} smp=1 ({secs:.1} s) refused with PANIC bad initrd"),
+            format!("PASS {tag} ({secs:.1} s) refused with PANIC bad initrd"),
         )
     } else {
         (
             false,
             format!(
-                "FAIL {tag} smp=1 ({secs:.1} s) status {status} refused={refused} ran={ran} \
+                "FAIL {tag} ({secs:.1} s) status {status} refused={refused} ran={ran} \
                  (want a line starting {panic:?})"
             ),
         )

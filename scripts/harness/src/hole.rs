@@ -2,9 +2,10 @@
 //! 11, defect 5: a CPU that came up late keeps its index, and a loop over
 //! `0..cpu_count()` then misses the last online CPU).
 //!
-//! The ISO is built with `MKISO_KERNEL_CMDLINE="test_skip_ap=1"`, so the
-//! kernel's test hook leaves AP 1 unstarted with its index reserved, and it
-//! is booted at `-smp 4`: CPUs 0, 2 and 3 are online. The boot passes only
+//! The image is built with `MKISO_KERNEL_CMDLINE="test_skip_ap=1"` (in the
+//! ISO's grub.cfg, or `-append` for the PVH boot, so both loaders' command
+//! line paths are exercised), so the kernel's test hook leaves AP 1
+//! unstarted with its index reserved, and it is booted at `-smp 4`: CPUs 0, 2 and 3 are online. The boot passes only
 //! when the scenario's own verdict is PASS, no line has `PANIC`, exactly
 //! those three CPUs print `CPU <id> online` and the `CPUSTAT` lines name
 //! exactly those three. `make test` runs it on `smoke-sched-spread`, whose
@@ -40,18 +41,27 @@ pub fn boot(setup: &Setup<'_>, manifest: &Path) -> (bool, String) {
             )
         }
     };
-    let dir = setup.logdir.join("iso").join(TAG);
+    let boot = setup.method.name();
+    let dir = setup.logdir.join("iso").join(format!("{TAG}-{boot}"));
     let env = [(CMDLINE_ENV, CMDLINE)];
-    let iso = match mkiso::build_env(setup.mkiso, manifest, &dir, None, &env) {
-        Ok(iso) => iso,
-        Err(e) => return (false, format!("FAIL {TAG} smp={SMP} (0.0 s) build: {e:#}")),
+    let image = match mkiso::build_env(setup.mkiso, manifest, &dir, None, &[setup.method], &env)
+        .and_then(|b| b.image(setup.method))
+    {
+        Ok(image) => image,
+        Err(e) => {
+            return (
+                false,
+                format!("FAIL {TAG} smp={SMP} boot={boot} (0.0 s) build: {e:#}"),
+            )
+        }
     };
-    let log = setup.logdir.join(format!("{TAG}-smp{SMP}.log"));
+    let log = setup.logdir.join(format!("{TAG}-smp{SMP}-{boot}.log"));
     let spec = BootSpec {
-        iso: &iso,
+        image: &image,
         smp: SMP,
         accel: setup.accel,
         mem: setup.mem,
+        cpu_model: setup.cpu_model,
         timeout: setup.timeout,
         log: Some(&log),
         echo: false,
@@ -59,11 +69,15 @@ pub fn boot(setup: &Setup<'_>, manifest: &Path) -> (bool, String) {
     match runner::boot(&spec) {
         Ok(o) => judge(
             &name,
+            boot,
             o.elapsed.as_secs_f64(),
             (o.status, &o.reason),
             &o.lines,
         ),
-        Err(e) => (false, format!("FAIL {TAG} smp={SMP} (0.0 s) {e:#}")),
+        Err(e) => (
+            false,
+            format!("FAIL {TAG} smp={SMP} boot={boot} (0.0 s) {e:#}"),
+        ),
     }
 }
 
@@ -74,7 +88,13 @@ fn want() -> BTreeSet<u32> {
 
 /// The verdict on the boot's log; `status` is the runner's status and
 /// its reason.
-fn judge(scenario: &str, secs: f64, status: (u8, &str), lines: &[String]) -> (bool, String) {
+fn judge(
+    scenario: &str,
+    boot: &str,
+    secs: f64,
+    status: (u8, &str),
+    lines: &[String],
+) -> (bool, String) {
     let (status, reason) = status;
     let log = BootLog::parse(lines.iter().map(String::as_str));
     let want = want();
@@ -90,7 +110,7 @@ fn judge(scenario: &str, secs: f64, status: (u8, &str), lines: &[String]) -> (bo
     let pass =
         status == STATUS_PASS && verdict_ok && log.panics.is_empty() && online_ok && stats_ok;
     let head = format!(
-        "{} {TAG} smp={SMP} ({secs:.1} s) {scenario} skip_ap={SKIPPED} online={online:?} cpustat={stats:?}",
+        "{} {TAG} smp={SMP} boot={boot} ({secs:.1} s) {scenario} skip_ap={SKIPPED} online={online:?} cpustat={stats:?}",
         if pass { "PASS" } else { "FAIL" }
     );
     if pass {
@@ -134,25 +154,29 @@ mod tests {
     fn the_hole_passes() {
         let (pass, text) = judge(
             "smoke-sched-spread",
+            "iso",
             7.5,
             (0, "why"),
             &log(&[0, 2, 3], &[0, 2, 3], OK),
         );
         assert!(pass, "{text}");
-        assert!(text.starts_with("PASS cpu-hole smp=4 (7.5 s)"), "{text}");
+        assert!(
+            text.starts_with("PASS cpu-hole smp=4 boot=iso (7.5 s)"),
+            "{text}"
+        );
     }
 
     #[test]
     fn no_hole_or_a_wrong_hole_fails() {
         // The hook was ignored: every CPU came up.
         let all = log(&[0, 1, 2, 3], &[0, 1, 2, 3], OK);
-        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &all).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (0, "why"), &all).0);
         // A dense count: CPUs 0..3.
         let dense = log(&[0, 1, 2], &[0, 1, 2], OK);
-        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &dense).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (0, "why"), &dense).0);
         // One CPU printed twice.
         let twice = log(&[0, 2, 2, 3], &[0, 2, 3], OK);
-        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &twice).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (0, "why"), &twice).0);
     }
 
     #[test]
@@ -160,6 +184,7 @@ mod tests {
         // The defect: a loop over 0..cpu_count() reports the hole and misses CPU 3.
         let (pass, text) = judge(
             "smoke-sched-spread",
+            "iso",
             1.0,
             (0, "why"),
             &log(&[0, 2, 3], &[0, 1, 2], OK),
@@ -169,6 +194,7 @@ mod tests {
         assert!(
             !judge(
                 "smoke-sched-spread",
+                "iso",
                 1.0,
                 (0, "why"),
                 &log(&[0, 2, 3], &[0, 2], OK)
@@ -184,18 +210,19 @@ mod tests {
             &[0, 2, 3],
             "SCENARIO smoke-sched-spread FAIL reason=x",
         );
-        assert!(!judge("smoke-sched-spread", 1.0, (1, "why"), &fail).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (1, "why"), &fail).0);
         let other = log(&[0, 2, 3], &[0, 2, 3], "SCENARIO smoke-ring PASS");
-        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &other).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (0, "why"), &other).0);
         let none = log(&[0, 2, 3], &[0, 2, 3], "");
-        assert!(!judge("smoke-sched-spread", 1.0, (2, "why"), &none).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (2, "why"), &none).0);
         let mut panicked = log(&[0, 2, 3], &[0, 2, 3], OK);
         panicked.insert(0, "PANIC x".to_string());
-        assert!(!judge("smoke-sched-spread", 1.0, (0, "why"), &panicked).0);
+        assert!(!judge("smoke-sched-spread", "iso", 1.0, (0, "why"), &panicked).0);
         // Status and verdict must agree.
         assert!(
             !judge(
                 "smoke-sched-spread",
+                "iso",
                 1.0,
                 (1, "why"),
                 &log(&[0, 2, 3], &[0, 2, 3], OK)

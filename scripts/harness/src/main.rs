@@ -1,9 +1,11 @@
-//! `harness`: boots scenario ISOs in QEMU and judges them.
+//! `harness`: boots scenario images in QEMU and judges them.
 //!
-//! Four subcommands (see `cli.rs` for the flags):
+//! Five subcommands (see `cli.rs` for the flags):
 //!
-//! - `run`: boot one ISO, stream the serial console, exit 0/1/2 by the
-//!   guest's verdict (CONTRACTS.md section 1, `make run`);
+//! - `run`: build (or take) one image, GRUB ISO or PVH kernel and initrd,
+//!   boot it, stream the serial console, exit 0/1/2 by the guest's verdict
+//!   (CONTRACTS.md section 1, `make run`);
+//! - `debug`: the same image under QEMU's gdb stub (`make debug`);
 //! - `test`: build and boot every smoke manifest under several CPU counts
 //!   (`make test`);
 //! - `scale`: the scaling benchmark (CONTRACTS.md section 5);
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
             Ok(0)
         }
         cli::Command::Run(opts) => runner::run_command(&opts),
+        cli::Command::Debug(opts) => runner::debug_command(&opts),
         cli::Command::Test(opts) => smoke::test_command(&opts),
         cli::Command::Scale(opts) => scale::scale_command(&opts),
         cli::Command::Soak(opts) => soak::soak_command(&opts),

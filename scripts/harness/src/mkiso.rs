@@ -1,19 +1,63 @@
-//! Builds a scenario ISO through the lead's `scripts/mkiso.sh`.
+//! Builds a scenario's boot images through the lead's `scripts/mkiso.sh`.
 //!
 //! Contract: `mkiso.sh MANIFEST OUTDIR [REPEAT]` builds the image (the
 //! kernel, programs and mkimage are already built) and prints the ISO path,
-//! normally `OUTDIR/os.iso`, on its last stdout line; exit 0 on success.
+//! normally `OUTDIR/os.iso`, on its last stdout line; exit 0 on success. It
+//! leaves the kernel and the initrd in `OUTDIR/iso/boot/` for the PVH boot;
+//! with `MKISO_SKIP_ISO=1` it builds only those two (no grub-mkrescue).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::qemu::{BootMethod, Image};
 use crate::runner::absolute;
 
-/// Runs the builder; returns the ISO path.
-pub fn build(mkiso: &Path, manifest: &Path, outdir: &Path, repeat: Option<u32>) -> Result<PathBuf> {
-    build_with(mkiso, manifest, outdir, repeat, false)
+/// The environment variable that makes mkiso.sh skip grub-mkrescue.
+const SKIP_ISO_ENV: &str = "MKISO_SKIP_ISO";
+
+/// What one build produced.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The ISO, when an ISO boot was asked for.
+    pub iso: Option<PathBuf>,
+    /// The kernel ELF copied next to the initrd.
+    pub kernel: PathBuf,
+    /// The initrd.
+    pub initrd: PathBuf,
+    /// The kernel command line the builder recorded (`iso/boot/cmdline`,
+    /// from its `MKISO_KERNEL_CMDLINE` test hook), for a PVH boot.
+    pub cmdline: Option<String>,
+}
+
+impl Built {
+    /// The image for `method`; fails for `iso` when no ISO was built.
+    pub fn image(&self, method: BootMethod) -> Result<Image> {
+        match method {
+            BootMethod::Iso => match &self.iso {
+                Some(iso) => Ok(Image::Iso(iso.clone())),
+                None => bail!("no ISO was built"),
+            },
+            BootMethod::Pvh => Ok(Image::Pvh {
+                kernel: self.kernel.clone(),
+                initrd: self.initrd.clone(),
+                cmdline: self.cmdline.clone(),
+            }),
+        }
+    }
+}
+
+/// Runs the builder for the boot methods in `methods` (the ISO only when
+/// `iso` is among them).
+pub fn build(
+    mkiso: &Path,
+    manifest: &Path,
+    outdir: &Path,
+    repeat: Option<u32>,
+    methods: &[BootMethod],
+) -> Result<Built> {
+    build_env(mkiso, manifest, outdir, repeat, methods, &[])
 }
 
 /// Like [`build`]; with `corrupt_initrd`, the builder flips one byte of the
@@ -22,15 +66,15 @@ pub fn build_with(
     mkiso: &Path,
     manifest: &Path,
     outdir: &Path,
-    repeat: Option<u32>,
+    methods: &[BootMethod],
     corrupt_initrd: bool,
-) -> Result<PathBuf> {
+) -> Result<Built> {
     let env: &[(&str, &str)] = if corrupt_initrd {
         &[("MKISO_CORRUPT_INITRD", "1")]
     } else {
         &[]
     };
-    build_env(mkiso, manifest, outdir, repeat, env)
+    build_env(mkiso, manifest, outdir, None, methods, env)
 }
 
 /// Like [`build`], with extra environment variables for the builder (its
@@ -40,18 +84,28 @@ pub fn build_env(
     manifest: &Path,
     outdir: &Path,
     repeat: Option<u32>,
+    methods: &[BootMethod],
     env: &[(&str, &str)],
-) -> Result<PathBuf> {
+) -> Result<Built> {
     std::fs::create_dir_all(outdir).with_context(|| format!("creating {}", outdir.display()))?;
     let (manifest, outdir) = (absolute(manifest), absolute(outdir));
+    let want_iso = methods.contains(&BootMethod::Iso);
     let mut cmd = Command::new(mkiso);
     cmd.arg(&manifest).arg(&outdir);
     cmd.envs(env.iter().copied());
+    if !want_iso {
+        cmd.env(SKIP_ISO_ENV, "1");
+    }
     if let Some(r) = repeat {
         cmd.arg(r.to_string());
     }
     let shown = format!(
-        "{} {} {}{}",
+        "{}{} {} {}{}",
+        if want_iso {
+            String::new()
+        } else {
+            format!("{SKIP_ISO_ENV}=1 ")
+        },
         mkiso.display(),
         manifest.display(),
         outdir.display(),
@@ -69,6 +123,25 @@ pub fn build_env(
         }
         bail!("{shown} failed ({})", out.status);
     }
+    let boot = outdir.join("iso").join("boot");
+    let cmdline = std::fs::read_to_string(boot.join("cmdline"))
+        .ok()
+        .map(|c| c.trim().to_string())
+        .filter(|c| !c.is_empty());
+    let built = Built {
+        iso: None,
+        kernel: boot.join("kernel"),
+        initrd: boot.join("initrd"),
+        cmdline,
+    };
+    for f in [&built.kernel, &built.initrd] {
+        if !f.is_file() {
+            bail!("{shown} succeeded but left no {}", f.display());
+        }
+    }
+    if !want_iso {
+        return Ok(built);
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let printed = stdout
         .lines()
@@ -83,5 +156,8 @@ pub fn build_env(
     if !iso.is_file() {
         bail!("{shown} succeeded but no ISO at {}", iso.display());
     }
-    Ok(iso)
+    Ok(Built {
+        iso: Some(iso),
+        ..built
+    })
 }

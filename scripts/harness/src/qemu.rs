@@ -1,13 +1,21 @@
-//! The QEMU command line and the accelerator choice.
+//! The QEMU command line, the accelerator choice and the boot-method choice.
 //!
 //! Our /dev/kvm may be PVM (`kvm_pvm`), which runs guest ring 3 natively but
 //! emulates guest ring 0 one instruction at a time (DESIGN.md, "Known
 //! pitfalls"). So `auto` means different things: for `run`/`test`, whose
 //! work is kernel code, KVM only when it is not PVM; for `scale`, whose timed
 //! section is user code, KVM whenever /dev/kvm opens read-write.
+//!
+//! Two boot methods (CONTRACTS.md section 1, `BOOT=`): `iso`, the GRUB ISO
+//! on `-machine pc` (SeaBIOS, then GRUB, then the Multiboot2 entry; the
+//! product's reference path), and `pvh`, the kernel ELF loaded by QEMU
+//! itself through its PVH note on `-machine microvm` with the initrd as
+//! `-initrd` (no BIOS disk boot, no GRUB). Under PVM, where guest ring 0 is
+//! emulated, SeaBIOS and GRUB alone take about 40 s, so `auto` picks `pvh`
+//! exactly there and `iso` everywhere else.
 
 use std::fs::OpenOptions;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Result};
@@ -130,48 +138,237 @@ pub fn choose_and_report(request: AccelRequest, purpose: Purpose) -> Result<Acce
     Ok(accel)
 }
 
+/// What the user asked for with `BOOT=` / `--boot`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootRequest {
+    /// `iso`, except `pvh` under KVM on a PVM host (see the module docs).
+    Auto,
+    /// The GRUB ISO on `-machine pc`.
+    Iso,
+    /// The kernel ELF's PVH entry on `-machine microvm`.
+    Pvh,
+}
+
+impl BootRequest {
+    /// Parses `auto`, `iso` or `pvh`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "iso" => Ok(Self::Iso),
+            "pvh" => Ok(Self::Pvh),
+            other => bail!("--boot: {other:?} is not auto, iso or pvh"),
+        }
+    }
+}
+
+/// How QEMU loads the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BootMethod {
+    /// SeaBIOS boots the GRUB ISO (Multiboot2 entry) on `-machine pc`.
+    Iso,
+    /// QEMU loads the kernel ELF through its PVH note on `-machine microvm`.
+    Pvh,
+}
+
+impl BootMethod {
+    /// Both, in the order `harness test` boots them.
+    pub const ALL: [Self; 2] = [Self::Iso, Self::Pvh];
+
+    /// `iso` or `pvh`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Iso => "iso",
+            Self::Pvh => "pvh",
+        }
+    }
+
+    /// The QEMU machine type, as recorded in benchmark summaries.
+    pub const fn machine(self) -> &'static str {
+        match self {
+            Self::Iso => "pc",
+            Self::Pvh => "microvm",
+        }
+    }
+}
+
+/// Chooses the boot method for `accel`; returns it with a one-line reason.
+pub fn choose_boot(request: BootRequest, accel: Accel, host: HostKvm) -> (BootMethod, String) {
+    match request {
+        BootRequest::Iso => (BootMethod::Iso, "requested".to_string()),
+        BootRequest::Pvh => (BootMethod::Pvh, "requested".to_string()),
+        BootRequest::Auto if accel == Accel::Kvm && host.pvm => (
+            BootMethod::Pvh,
+            "auto: KVM on PVM emulates guest ring 0, where SeaBIOS and GRUB take 10 to 40 s; \
+             booting the kernel ELF directly (PVH entry, -machine microvm)"
+                .to_string(),
+        ),
+        BootRequest::Auto => (
+            BootMethod::Iso,
+            format!(
+                "auto: the GRUB ISO (reference boot path) is cheap under {}",
+                if accel == Accel::Kvm {
+                    "non-PVM KVM"
+                } else {
+                    "TCG"
+                }
+            ),
+        ),
+    }
+}
+
+/// Chooses and announces the boot method on stderr, like the accelerator.
+pub fn choose_boot_and_report(request: BootRequest, accel: Accel) -> BootMethod {
+    let (boot, why) = choose_boot(request, accel, HostKvm::probe());
+    eprintln!(
+        "harness: boot={} machine={} ({why})",
+        boot.name(),
+        boot.machine()
+    );
+    boot
+}
+
+/// What QEMU boots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Image {
+    /// A grub-mkrescue ISO.
+    Iso(PathBuf),
+    /// The kernel ELF and the initrd, for the PVH entry.
+    Pvh {
+        /// The (stripped) kernel ELF with its PVH note.
+        kernel: PathBuf,
+        /// The initrd mkimage wrote.
+        initrd: PathBuf,
+        /// The kernel command line (`-append`), if any; the ISO carries
+        /// its own in grub.cfg.
+        cmdline: Option<String>,
+    },
+}
+
+impl Image {
+    /// The boot method this image needs.
+    pub const fn method(&self) -> BootMethod {
+        match self {
+            Self::Iso(_) => BootMethod::Iso,
+            Self::Pvh { .. } => BootMethod::Pvh,
+        }
+    }
+
+    /// Every file the image is made of.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            Self::Iso(iso) => vec![iso.as_path()],
+            Self::Pvh { kernel, initrd, .. } => vec![kernel.as_path(), initrd.as_path()],
+        }
+    }
+}
+
+/// The microvm machine for the PVH boot, and why each option:
+///
+/// - `acpi=on`: QEMU builds ACPI tables (RSDP in the BIOS area, MADT); the
+///   kernel finds the CPUs and the I/O APIC through the MADT only.
+/// - `pit=on`: the i8254's channel 0, the kernel's calibration fallback
+///   when CPUID has no TSC frequency (microvm has no port 0x61, so no
+///   channel 2 gate; under KVM `-cpu host` gives neither leaf 0x15 nor
+///   0x40000010).
+/// - `pic=on`: the 8259 pair the kernel remaps and masks at boot, as on
+///   `pc`, so nothing differs after the loader.
+/// - `rtc=off`: the kernel never reads the CMOS clock.
+/// - `isa-serial=on`: COM1 at 0x3f8, the console (`-serial stdio`); it is
+///   microvm's default, spelled out because the kernel needs it.
+///
+/// `-nodefaults` drops the virtio-mmio transports nobody uses. ISA devices
+/// (isa-debug-exit) work on microvm: it has an ISA bus.
+pub const MICROVM_MACHINE: &str = "microvm,acpi=on,pit=on,pic=on,rtc=off,isa-serial=on";
+
+/// The `-cpu` value: `cpu_model` if given, else `host,-arch-capabilities`
+/// under KVM and `max` under TCG.
+pub fn cpu_arg(accel: Accel, cpu_model: Option<&str>) -> String {
+    match (cpu_model, accel) {
+        (Some(m), _) => m.to_string(),
+        // `-cpu host` alone fails on PVM ("failed to set MSR 0x10a").
+        (None, Accel::Kvm) => "host,-arch-capabilities".to_string(),
+        (None, Accel::Tcg) => "max".to_string(),
+    }
+}
+
+/// One QEMU invocation's parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Machine<'a> {
+    /// What to boot.
+    pub image: &'a Image,
+    /// CPU count.
+    pub smp: u32,
+    /// `-m` value.
+    pub mem: &'a str,
+    /// Accelerator.
+    pub accel: Accel,
+    /// `-cpu` override (`CPU_MODEL=`).
+    pub cpu_model: Option<&'a str>,
+}
+
 /// The arguments after the program name, CONTRACTS.md section 1.
-pub fn args(iso: &Path, smp: u32, mem: &str, accel: Accel) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-machine",
-        "pc",
-        "-nodefaults",
-        "-no-reboot",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(["-m".to_string(), mem.to_string()]);
-    a.extend(["-smp".to_string(), smp.to_string()]);
-    a.extend(["-cdrom".to_string(), iso.display().to_string()]);
-    a.extend(["-boot".to_string(), "d".to_string()]);
+pub fn args(m: &Machine<'_>) -> Vec<String> {
+    let machine = match m.image.method() {
+        BootMethod::Iso => "pc",
+        BootMethod::Pvh => MICROVM_MACHINE,
+    };
+    let mut a: Vec<String> = vec!["-machine".to_string(), machine.to_string()];
+    a.extend(
+        [
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ]
+        .map(String::from),
+    );
+    a.extend(["-m".to_string(), m.mem.to_string()]);
+    a.extend(["-smp".to_string(), m.smp.to_string()]);
+    match m.image {
+        Image::Iso(iso) => {
+            a.extend(["-cdrom".to_string(), iso.display().to_string()]);
+            a.extend(["-boot".to_string(), "d".to_string()]);
+        }
+        Image::Pvh {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            a.extend(["-kernel".to_string(), kernel.display().to_string()]);
+            a.extend(["-initrd".to_string(), initrd.display().to_string()]);
+            if let Some(c) = cmdline {
+                a.extend(["-append".to_string(), c.clone()]);
+            }
+        }
+    }
     a.extend([
         "-device".to_string(),
         format!("isa-debug-exit,iobase={DEBUG_EXIT_IOBASE},iosize=0x04"),
     ]);
-    match accel {
-        // `-cpu host` alone fails on PVM ("failed to set MSR 0x10a").
-        Accel::Kvm => {
-            a.extend(["-enable-kvm", "-cpu", "host,-arch-capabilities"].map(String::from))
-        }
-        Accel::Tcg => a.extend(["-accel", "tcg", "-cpu", "max"].map(String::from)),
+    match m.accel {
+        Accel::Kvm => a.push("-enable-kvm".to_string()),
+        Accel::Tcg => a.extend(["-accel", "tcg"].map(String::from)),
     }
+    a.extend(["-cpu".to_string(), cpu_arg(m.accel, m.cpu_model)]);
     a
 }
 
-/// A ready-to-spawn QEMU command, and its printable form.
-pub fn command(iso: &Path, smp: u32, mem: &str, accel: Accel) -> (Command, String) {
-    let args = args(iso, smp, mem, accel);
-    let shown = std::iter::once(QEMU.to_string())
+/// `QEMU arg arg ...`, for the log.
+pub fn shown(args: &[String]) -> String {
+    std::iter::once(QEMU.to_string())
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+}
+
+/// A ready-to-spawn QEMU command, and its printable form.
+pub fn command(m: &Machine<'_>) -> (Command, String) {
+    let args = args(m);
+    let shown = shown(&args);
     let mut cmd = Command::new(QEMU);
     cmd.args(args);
     (cmd, shown)
@@ -238,16 +435,86 @@ mod tests {
         assert!(choose(AccelRequest::Kvm, Purpose::KernelTest, NONE).is_err());
     }
 
+    fn iso() -> Image {
+        Image::Iso(PathBuf::from("/x/os.iso"))
+    }
+
+    fn pvh() -> Image {
+        Image::Pvh {
+            kernel: PathBuf::from("/x/kernel"),
+            initrd: PathBuf::from("/x/initrd"),
+            cmdline: None,
+        }
+    }
+
+    fn line(image: &Image, smp: u32, mem: &str, accel: Accel, cpu: Option<&str>) -> String {
+        args(&Machine {
+            image,
+            smp,
+            mem,
+            accel,
+            cpu_model: cpu,
+        })
+        .join(" ")
+    }
+
     #[test]
     fn command_line() {
-        let a = args(Path::new("/x/os.iso"), 2, "512M", Accel::Kvm).join(" ");
+        let a = line(&iso(), 2, "512M", Accel::Kvm, None);
         assert!(a.starts_with(
             "-machine pc -nodefaults -no-reboot -display none -monitor none -serial stdio"
         ));
         assert!(a.contains("-m 512M -smp 2 -cdrom /x/os.iso -boot d"));
         assert!(a.contains("isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(a.ends_with("-enable-kvm -cpu host,-arch-capabilities"));
-        let t = args(Path::new("o.iso"), 1, "1G", Accel::Tcg).join(" ");
+        let t = line(&iso(), 1, "1G", Accel::Tcg, None);
         assert!(t.ends_with("-accel tcg -cpu max"));
+    }
+
+    #[test]
+    fn pvh_command_line() {
+        let a = line(&pvh(), 4, "512M", Accel::Tcg, None);
+        assert!(a.starts_with(&format!("-machine {MICROVM_MACHINE} -nodefaults")));
+        assert!(MICROVM_MACHINE.contains("acpi=on"));
+        assert!(a.contains("-m 512M -smp 4 -kernel /x/kernel -initrd /x/initrd -device"));
+        assert!(!a.contains("-cdrom"));
+        assert!(a.contains("isa-debug-exit,iobase=0xf4,iosize=0x04"));
+        assert!(a.ends_with("-accel tcg -cpu max"));
+        let with_cmdline = Image::Pvh {
+            kernel: PathBuf::from("k"),
+            initrd: PathBuf::from("i"),
+            cmdline: Some("test_skip_ap=1".into()),
+        };
+        let c = line(&with_cmdline, 4, "512M", Accel::Tcg, None);
+        assert!(
+            c.contains("-kernel k -initrd i -append test_skip_ap=1 -device"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn cpu_model_overrides() {
+        let a = line(&iso(), 2, "512M", Accel::Tcg, Some("max,-x2apic"));
+        assert!(a.ends_with("-accel tcg -cpu max,-x2apic"), "{a}");
+        let k = line(&pvh(), 2, "512M", Accel::Kvm, Some("host"));
+        assert!(k.ends_with("-enable-kvm -cpu host"), "{k}");
+    }
+
+    #[test]
+    fn boot_rules() {
+        let pick = |r, a, h| choose_boot(r, a, h).0;
+        assert_eq!(pick(BootRequest::Auto, Accel::Kvm, PVM), BootMethod::Pvh);
+        assert_eq!(pick(BootRequest::Auto, Accel::Tcg, PVM), BootMethod::Iso);
+        assert_eq!(pick(BootRequest::Auto, Accel::Kvm, VMX), BootMethod::Iso);
+        assert_eq!(pick(BootRequest::Auto, Accel::Tcg, NONE), BootMethod::Iso);
+        assert_eq!(pick(BootRequest::Iso, Accel::Kvm, PVM), BootMethod::Iso);
+        assert_eq!(pick(BootRequest::Pvh, Accel::Tcg, NONE), BootMethod::Pvh);
+        let (_, why) = choose_boot(BootRequest::Auto, Accel::Kvm, PVM);
+        assert!(why.contains("PVM"), "{why}");
+        assert_eq!(BootMethod::Pvh.machine(), "microvm");
+        assert_eq!(BootMethod::Iso.machine(), "pc");
+        assert_eq!(pvh().method(), BootMethod::Pvh);
+        assert!(BootRequest::parse("grub").is_err());
+        assert_eq!(BootRequest::parse("pvh").ok(), Some(BootRequest::Pvh));
     }
 }

@@ -21,6 +21,12 @@ pub struct Summary {
     pub accel: String,
     /// Why that accelerator.
     pub accel_reason: String,
+    /// `iso` or `pvh`.
+    pub boot: String,
+    /// The QEMU machine: `pc` (iso) or `microvm` (pvh).
+    pub machine: String,
+    /// Why that boot method.
+    pub boot_reason: String,
     /// Host CPUs (`available_parallelism`).
     pub host_cpus: usize,
     /// Boots per CPU count.
@@ -45,12 +51,25 @@ pub struct Summary {
     pub speedup: BTreeMap<u32, f64>,
     /// `speedup[2]`, if measured.
     pub speedup2: Option<f64>,
+    /// 95% bootstrap interval of `speedup2`, `[lo, hi]` (stats.rs).
+    pub speedup2_ci: Option<[f64; 2]>,
     /// Worker count -> median native ms.
     pub native: BTreeMap<u32, f64>,
     /// Worker count -> every native run's ms.
     pub native_ms: BTreeMap<u32, Vec<f64>>,
     /// Worker count -> native 1-thread median / native N-thread median.
     pub native_speedup: BTreeMap<u32, f64>,
+    /// `native_speedup[2]`, if measured.
+    pub native_speedup2: Option<f64>,
+    /// 95% bootstrap interval of `native_speedup2`.
+    pub native_speedup2_ci: Option<[f64; 2]>,
+    /// Guest over native 1-to-2 speedup: `speedup2 / native_speedup2`.
+    pub guest_native_ratio2: Option<f64>,
+    /// 95% bootstrap interval of `guest_native_ratio2` (guest and native
+    /// runs resampled together).
+    pub guest_native_ratio2_ci: Option<[f64; 2]>,
+    /// How the intervals were computed.
+    pub bootstrap: BootstrapInfo,
     /// `PASS` or `FAIL`.
     pub verdict: String,
     /// The RESULT line's reason word when failing.
@@ -61,6 +80,30 @@ pub struct Summary {
     pub notes: Vec<String>,
     /// Every boot, in the order made.
     pub boots: Vec<BootRecord>,
+}
+
+/// The bootstrap's parameters, recorded so an interval can be reproduced.
+#[derive(Debug, Serialize)]
+pub struct BootstrapInfo {
+    /// Resamples.
+    pub iterations: usize,
+    /// SplitMix64 seed.
+    pub seed: u64,
+    /// Coverage (0.95).
+    pub level: f64,
+    /// What is resampled.
+    pub method: &'static str,
+}
+
+impl Default for BootstrapInfo {
+    fn default() -> Self {
+        Self {
+            iterations: crate::stats::BOOTSTRAP_ITERATIONS,
+            seed: crate::stats::BOOTSTRAP_SEED,
+            level: crate::stats::BOOTSTRAP_LEVEL,
+            method: "percentile bootstrap: every timed run of each CPU count (and every native run of each worker count) resampled with replacement, median ratio recomputed",
+        }
+    }
 }
 
 /// One CPU count's guest results.
@@ -99,6 +142,11 @@ pub struct BootRecord {
     pub log: String,
     /// `CPU <id> online` lines seen.
     pub cpus_online: usize,
+    /// Seconds from QEMU's start to the first serial line.
+    pub first_line_seconds: Option<f64>,
+    /// The native timed run made right before this boot (ms, workers =
+    /// CPUs), if it succeeded.
+    pub native_ms: Option<f64>,
 }
 
 /// Writes summary.json and summary.md into `dir`.
@@ -113,21 +161,43 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
 }
 
+/// `lo-hi` with two decimals, `-` when missing.
+pub fn fmt_ci(ci: Option<[f64; 2]>) -> String {
+    ci.map_or_else(|| "-".to_string(), |[lo, hi]| format!("{lo:.2}-{hi:.2}"))
+}
+
 /// The human-readable summary.
 pub fn markdown(s: &Summary) -> String {
     let mut m = String::new();
     let _ = writeln!(m, "# {} scaling benchmark\n", s.scenario);
     let _ = writeln!(
         m,
-        "**Verdict: {}**{} (speedup2 {} against threshold {:.2}; accel={}, {} host CPUs)\n",
+        "**Verdict: {}**{} (median speedup2 {}, 95% interval {}, against threshold {:.2}; accel={}, boot={}, machine={}, {} host CPUs)\n",
         s.verdict,
         s.reason
             .as_ref()
             .map_or(String::new(), |r| format!(" ({r})")),
         fmt_opt(s.speedup2, 2),
+        fmt_ci(s.speedup2_ci),
         s.threshold,
         s.accel,
+        s.boot,
+        s.machine,
         s.host_cpus
+    );
+    let _ = writeln!(
+        m,
+        "1-to-2 CPU speedup: guest {} (95% interval {}), native {} (95% interval {}), guest/native {} (95% interval {}). \
+         The intervals are {}-resample percentile bootstraps over the timed runs (seed {:#x}); the verdict is on the median. \
+         Each boot follows one native run with as many threads as the boot has CPUs.\n",
+        fmt_opt(s.speedup2, 2),
+        fmt_ci(s.speedup2_ci),
+        fmt_opt(s.native_speedup2, 2),
+        fmt_ci(s.native_speedup2_ci),
+        fmt_opt(s.guest_native_ratio2, 2),
+        fmt_ci(s.guest_native_ratio2_ci),
+        s.bootstrap.iterations,
+        s.bootstrap.seed
     );
     let _ = writeln!(
         m,
@@ -176,16 +246,22 @@ pub fn markdown(s: &Summary) -> String {
             let _ = writeln!(m, "- {n}");
         }
     }
-    m.push_str("\n## Boots\n\n| CPUs | run | status | seconds | CPUs online | log | reason |\n|---:|---:|---|---:|---:|---|---|\n");
+    let _ = writeln!(
+        m,
+        "\n## Boots ({} on -machine {})\n\n| CPUs | run | status | seconds | first line s | CPUs online | native ms before | log | reason |\n|---:|---:|---|---:|---:|---:|---:|---|---|",
+        s.boot, s.machine
+    );
     for b in &s.boots {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
             b.cpus,
             b.run,
             b.status,
             b.seconds,
+            fmt_opt(b.first_line_seconds, 2),
             b.cpus_online,
+            fmt_opt(b.native_ms, 0),
             b.log,
             b.reason.replace('|', "\\|")
         );

@@ -1,4 +1,5 @@
-//! Boots one ISO in QEMU, streams its serial console and judges the boot.
+//! Boots one image (GRUB ISO or PVH kernel and initrd) in QEMU, streams its
+//! serial console and judges the boot.
 //!
 //! The guest's verdict is its `SCENARIO <name> PASS|FAIL` line, cross-checked
 //! with QEMU's exit status: the guest writes v to isa-debug-exit and QEMU
@@ -18,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::RunOpts;
+use crate::cli::{RunOpts, RunSource};
+use crate::mkiso;
 use crate::parse::{self, Event, ScenarioVerdict};
-use crate::qemu::{self, Accel, Purpose};
+use crate::qemu::{self, Accel, BootMethod, Image, Machine, Purpose};
 
 /// QEMU's exit status after the guest wrote `PASS` (0x10) to isa-debug-exit.
 pub const QEMU_EXIT_PASS: i32 = (0x10 << 1) | 1;
@@ -34,7 +36,7 @@ pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// Default boot timeout under TCG (boot takes well under a second).
 pub const DEFAULT_TIMEOUT_TCG: Duration = Duration::from_secs(120);
-/// Default boot timeout under KVM (boot alone takes 25-45 s on PVM).
+/// Default boot timeout under KVM (an ISO boot alone takes 25-45 s on PVM).
 pub const DEFAULT_TIMEOUT_KVM: Duration = Duration::from_secs(300);
 
 /// Exit status: the guest printed `SCENARIO ... PASS`.
@@ -54,14 +56,16 @@ pub fn default_timeout(accel: Accel) -> Duration {
 
 /// One boot to make.
 pub struct BootSpec<'a> {
-    /// The ISO.
-    pub iso: &'a Path,
+    /// What to boot (it also picks the machine).
+    pub image: &'a Image,
     /// CPU count.
     pub smp: u32,
     /// Accelerator.
     pub accel: Accel,
     /// `-m` value.
     pub mem: &'a str,
+    /// `-cpu` override (`CPU_MODEL=`).
+    pub cpu_model: Option<&'a str>,
     /// Give up (and kill QEMU) after this long without a verdict.
     pub timeout: Duration,
     /// Copy every serial line here.
@@ -92,6 +96,11 @@ pub struct BootOutcome {
     pub lines: Vec<String>,
     /// Wall time of the boot.
     pub elapsed: Duration,
+    /// Wall time from QEMU's start to the first serial line (the kernel's
+    /// first line: neither SeaBIOS nor GRUB writes to COM1 here).
+    pub first_line: Option<Duration>,
+    /// Wall time from QEMU's start to the `SCENARIO` verdict line.
+    pub verdict_at: Option<Duration>,
 }
 
 /// Turns what was seen into an exit status and a reason.
@@ -142,8 +151,10 @@ pub fn judge(
 
 /// Boots once and judges it.
 pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
-    if !spec.iso.is_file() {
-        bail!("ISO {} does not exist", spec.iso.display());
+    for file in spec.image.files() {
+        if !file.is_file() {
+            bail!("{} does not exist", file.display());
+        }
     }
     let mut log = match spec.log {
         Some(path) => {
@@ -157,8 +168,18 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
         }
         None => None,
     };
-    let (mut cmd, shown) = qemu::command(spec.iso, spec.smp, spec.mem, spec.accel);
+    let (mut cmd, shown) = qemu::command(&Machine {
+        image: spec.image,
+        smp: spec.smp,
+        mem: spec.mem,
+        accel: spec.accel,
+        cpu_model: spec.cpu_model,
+    });
     eprintln!("harness: {shown}");
+    if let Some(w) = log.as_mut() {
+        // The log's one non-serial line: which machine and boot method.
+        writeln!(w, "# qemu: {shown}").context("writing the serial log")?;
+    }
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -173,11 +194,14 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
     let mut verdict = None;
     let mut panic: Option<String> = None;
     let mut seen_at: Option<Instant> = None;
+    let mut first_line = None;
+    let mut verdict_at = None;
     let deadline = start + spec.timeout;
     let ending = loop {
         let limit = seen_at.map_or(deadline, |t| t + EXIT_GRACE);
         match lines_rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
             Ok(line) => {
+                first_line.get_or_insert_with(|| start.elapsed());
                 if spec.echo {
                     println!("{line}");
                 }
@@ -187,6 +211,7 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
                 match parse::parse_line(&line) {
                     Some(Event::Scenario(v)) if verdict.is_none() => {
                         verdict = Some(v);
+                        verdict_at = Some(start.elapsed());
                         seen_at.get_or_insert_with(Instant::now);
                     }
                     Some(Event::Panic(m)) if panic.is_none() => {
@@ -225,6 +250,8 @@ pub fn boot(spec: &BootSpec) -> Result<BootOutcome> {
         reason,
         lines,
         elapsed: start.elapsed(),
+        first_line,
+        verdict_at,
     })
 }
 
@@ -291,12 +318,13 @@ fn spawn_stderr_forwarder(err: impl Read + Send + 'static) -> JoinHandle<Option<
 pub fn run_command(opts: &RunOpts) -> Result<u8> {
     let accel = qemu::choose_and_report(opts.boot.accel, Purpose::KernelTest)?;
     let timeout = opts.boot.timeout.unwrap_or_else(|| default_timeout(accel));
-    let iso = absolute(&opts.iso);
+    let image = resolve_image(opts, accel)?;
     let spec = BootSpec {
-        iso: &iso,
+        image: &image,
         smp: opts.smp,
         accel,
         mem: &opts.boot.mem,
+        cpu_model: opts.boot.cpu_model.as_deref(),
         timeout,
         log: opts.log.as_deref(),
         echo: true,
@@ -307,13 +335,75 @@ pub fn run_command(opts: &RunOpts) -> Result<u8> {
         STATUS_FAIL => "FAIL",
         _ => "ERROR",
     };
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.2} s", d.as_secs_f64()));
     eprintln!(
-        "harness: {word} ({}) in {:.1} s, exit status {}",
+        "harness: {word} ({}) in {:.1} s (first serial line after {}, verdict after {}), boot={}, exit status {}",
         outcome.reason,
         outcome.elapsed.as_secs_f64(),
+        secs(outcome.first_line),
+        secs(outcome.verdict_at),
+        image.method().name(),
         outcome.status
     );
     Ok(outcome.status)
+}
+
+/// The image `run` or `debug` boots: the one given, or the one built from
+/// the manifest for the chosen boot method.
+fn resolve_image(opts: &RunOpts, accel: Accel) -> Result<Image> {
+    Ok(match &opts.source {
+        RunSource::Iso(iso) => Image::Iso(absolute(iso)),
+        RunSource::Pvh { kernel, initrd } => Image::Pvh {
+            kernel: absolute(kernel),
+            initrd: absolute(initrd),
+            cmdline: None,
+        },
+        RunSource::Manifest {
+            manifest,
+            image_dir,
+            mkiso: script,
+        } => {
+            let method = qemu::choose_boot_and_report(opts.boot.boot, accel);
+            mkiso::build(script, manifest, image_dir, None, &[method])?.image(method)?
+        }
+    })
+}
+
+/// `harness debug`: builds the image for the chosen boot method and runs
+/// QEMU under TCG with its gdb stub waiting (`-s -S`), the serial console
+/// on this terminal, no timeout. Returns QEMU's exit status, clamped.
+pub fn debug_command(opts: &RunOpts) -> Result<u8> {
+    let accel = Accel::Tcg;
+    eprintln!("harness: accel=tcg (debug: the gdb stub wants TCG)");
+    let image = resolve_image(opts, accel)?;
+    let mut args = qemu::args(&Machine {
+        image: &image,
+        smp: opts.smp,
+        mem: &opts.boot.mem,
+        accel,
+        cpu_model: opts.boot.cpu_model.as_deref(),
+    });
+    args.extend(["-s".to_string(), "-S".to_string()]);
+    eprintln!("harness: {}", qemu::shown(&args));
+    let status = std::process::Command::new(qemu::QEMU)
+        .args(&args)
+        .status()
+        .with_context(|| format!("starting {}", qemu::QEMU))?;
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(STATUS_ERROR))
+}
+
+/// The boot methods `test` and `soak` use: both for `auto`, else the one
+/// requested.
+pub fn test_methods(request: qemu::BootRequest) -> Vec<BootMethod> {
+    match request {
+        qemu::BootRequest::Auto => BootMethod::ALL.to_vec(),
+        qemu::BootRequest::Iso => vec![BootMethod::Iso],
+        qemu::BootRequest::Pvh => vec![BootMethod::Pvh],
+    }
 }
 
 /// `path` made absolute against the current directory (best effort).

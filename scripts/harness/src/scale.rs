@@ -1,11 +1,16 @@
 //! `harness scale`: the scaling benchmark (CONTRACTS.md section 5).
 //!
-//! Builds the ISO once (with the `repeat` override), times the workload
-//! natively on the host, then boots the ISO `runs` times per CPU count,
-//! interleaved (run 1: every CPU count, run 2: every CPU count, ...) so slow
-//! drift on the host hits every CPU count alike. Every raw log is kept;
-//! the summary, plot and verdict are written next to them, and the last
-//! stdout line is the `RESULT` line.
+//! Builds the image once (with the `repeat` override) for the chosen boot
+//! method (`auto`: PVH under KVM on PVM, where the GRUB path costs 40 s a
+//! boot), then boots it `runs` times per CPU count, interleaved (run 1:
+//! every CPU count, run 2: every CPU count, ...) so slow drift on the host
+//! hits every CPU count alike. Right before each boot it times one native
+//! run of the workload with as many threads as the boot has CPUs, so the
+//! guest and native figures of a CPU count come from the same host minutes.
+//! Every raw log is kept (its first line, `# qemu: ...`, names the machine
+//! and boot method); the summary (median speedups, their 95% bootstrap
+//! intervals, the guest-to-native ratio), plot and verdict are written next
+//! to them, and the last stdout line is the `RESULT` line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,15 +23,15 @@ use crate::manifest::{self, WorkloadInfo};
 use crate::mkiso;
 use crate::native;
 use crate::parse::BootLog;
-use crate::qemu::{self, Accel, AccelRequest, Purpose};
-use crate::report::{self, BootRecord, PerCpuCount, Summary};
+use crate::qemu::{self, Accel, AccelRequest, BootMethod, Image, Purpose};
+use crate::report::{self, BootRecord, BootstrapInfo, PerCpuCount, Summary};
 use crate::runner::{self, BootSpec, STATUS_FAIL, STATUS_PASS};
 use crate::stats;
 use crate::svg;
 use crate::verdict::{self, Expect, Finding, Kind, THRESHOLD};
 
-/// Default per-boot timeout for the benchmark: boot under PVM takes up to
-/// ~45 s, and the timed runs come on top.
+/// Default per-boot timeout for the benchmark: an ISO boot under PVM takes
+/// up to ~45 s, and the timed runs come on top.
 pub const DEFAULT_SCALE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// One boot's results, before aggregation.
@@ -53,7 +58,7 @@ pub fn scale_command(opts: &ScaleOpts) -> Result<u8> {
             eprintln!("harness: error: {e:#}");
             let scenario = manifest::load(&opts.manifest).map_or(fallback_name, |m| m.name);
             println!("FAIL error: {e:#}");
-            println!("RESULT {scenario} speedup2=0.00 threshold={THRESHOLD:.2} accel={} reason=error FAIL", accel.name());
+            println!("RESULT {scenario} speedup2=0.00 speedup2_ci=0.00-0.00 threshold={THRESHOLD:.2} accel={} reason=error FAIL", accel.name());
             Ok(1)
         }
     }
@@ -73,6 +78,12 @@ fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
     if accel == Accel::Tcg {
         eprintln!("harness: accel=tcg: timings mean nothing under TCG; judging correctness and concurrency only");
     }
+    let (method, boot_reason) = qemu::choose_boot(opts.boot.boot, accel, qemu::HostKvm::probe());
+    eprintln!(
+        "harness: boot={} machine={} ({boot_reason})",
+        method.name(),
+        method.machine()
+    );
     let scenario_dir = opts.out.join(&scenario);
     let (stamp, dir) = fresh_stamp_dir(&scenario_dir)?;
     let raw = dir.join("raw");
@@ -81,39 +92,41 @@ fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
     eprintln!("harness: results in {}", dir.display());
 
     let mut findings = Vec::new();
-    let iso = match mkiso::build(
+    let image = match mkiso::build(
         &opts.mkiso,
         &opts.manifest,
         &scenario_dir.join(".iso"),
         Some(opts.repeat),
-    ) {
-        Ok(iso) => Some(iso),
+        &[method],
+    )
+    .and_then(|b| b.image(method))
+    {
+        Ok(image) => Some(image),
         Err(e) => {
             findings.push(Finding {
                 kind: Kind::Boot,
-                text: format!("building the ISO: {e:#}"),
+                text: format!("building the image: {e:#}"),
             });
             None
         }
     };
-    let native_ms = run_native(opts, &work, &mut findings);
-    let boots = match &iso {
-        Some(iso) => run_boots(opts, iso, accel, &raw, &work, &mut findings),
-        None => Vec::new(),
+    let (boots, native_ms) = match &image {
+        Some(image) => run_boots(opts, image, accel, &raw, &work, &mut findings),
+        None => (Vec::new(), BTreeMap::new()),
     };
-    let summary = summarize(
-        opts,
-        &scenario,
+    let chosen = Chosen {
         accel,
         accel_reason,
-        &work,
-        boots,
-        native_ms,
-        findings,
-    );
+        method,
+        boot_reason,
+    };
+    let summary = summarize(opts, &scenario, chosen, &work, boots, native_ms, findings);
     report::write(&dir, &summary)?;
     let plot = svg::speedup_svg(
-        &format!("{} speedup (accel={})", summary.scenario, summary.accel),
+        &format!(
+            "{} speedup (accel={}, boot={})",
+            summary.scenario, summary.accel, summary.boot
+        ),
         &opts.smp_list,
         &summary.speedup,
         &summary.native_speedup,
@@ -121,6 +134,14 @@ fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
     std::fs::write(dir.join("speedup.svg"), plot).context("writing speedup.svg")?;
     print_result(&summary, &dir);
     Ok(if summary.verdict == "PASS" { 0 } else { 1 })
+}
+
+/// The accelerator and boot method, with the reasons printed and recorded.
+struct Chosen {
+    accel: Accel,
+    accel_reason: String,
+    method: BootMethod,
+    boot_reason: String,
 }
 
 /// `<scenario_dir>/<UTC stamp>`, made unique with a suffix if needed.
@@ -145,57 +166,69 @@ fn fresh_stamp_dir(scenario_dir: &Path) -> Result<(String, PathBuf)> {
     )
 }
 
-/// Native runs: worker count -> every run's ms.
-fn run_native(
-    opts: &ScaleOpts,
+/// One native timed run with `threads` threads; its ms, or a finding (only
+/// the first failure per thread count is reported).
+fn native_once(
     w: &WorkloadInfo,
+    threads: u32,
+    failed: &mut Vec<u32>,
     findings: &mut Vec<Finding>,
-) -> BTreeMap<u32, Vec<f64>> {
-    let mut out = BTreeMap::new();
-    for &threads in &opts.smp_list {
-        eprintln!("harness: native: {threads} thread(s), {} run(s)", opts.runs);
-        match native::measure(w.lo, w.hi, w.expected, threads, opts.runs) {
-            Ok(times) => {
-                out.insert(threads, times);
+) -> Option<f64> {
+    match native::measure(w.lo, w.hi, w.expected, threads, 1) {
+        Ok(times) => times.first().copied(),
+        Err(e) => {
+            if !failed.contains(&threads) {
+                failed.push(threads);
+                findings.push(Finding {
+                    kind: Kind::WrongCount,
+                    text: format!("native: {e:#}"),
+                });
             }
-            Err(e) => findings.push(Finding {
-                kind: Kind::WrongCount,
-                text: format!("native: {e:#}"),
-            }),
+            None
         }
     }
-    out
 }
 
-/// Every boot, interleaved by run, with progress on stderr.
+/// Every boot, interleaved by run, each right after one native run with as
+/// many threads as it has CPUs; progress on stderr. Returns the boots and
+/// the native runs (worker count -> ms of every run, in order).
 fn run_boots(
     opts: &ScaleOpts,
-    iso: &Path,
+    image: &Image,
     accel: Accel,
     raw: &Path,
     w: &WorkloadInfo,
     findings: &mut Vec<Finding>,
-) -> Vec<Boot> {
+) -> (Vec<Boot>, BTreeMap<u32, Vec<f64>>) {
     let timeout = opts.boot.timeout.unwrap_or(DEFAULT_SCALE_TIMEOUT);
     let total = opts.runs as usize * opts.smp_list.len();
     let started = Instant::now();
     let mut boots = Vec::new();
+    let mut native_ms: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+    let mut native_failed = Vec::new();
+    let boot_name = image.method().name();
     for run in 1..=opts.runs {
         for &smp in &opts.smp_list {
             let done = boots.len();
             eprintln!(
-                "harness: boot {} of {total}: run {run} of {}, smp={smp}; {}",
+                "harness: boot {} of {total}: run {run} of {}, smp={smp}, boot={boot_name}; {}",
                 done + 1,
                 opts.runs,
                 progress(started.elapsed(), done, total)
             );
+            let native = native_once(w, smp, &mut native_failed, findings);
+            if let Some(ms) = native {
+                eprintln!("harness:   native {smp} thread(s): {ms:.0} ms");
+                native_ms.entry(smp).or_default().push(ms);
+            }
             let name = format!("smp{smp}-run{run}.log");
             let log_path = raw.join(&name);
             let spec = BootSpec {
-                iso,
+                image,
                 smp,
                 accel,
                 mem: &opts.boot.mem,
+                cpu_model: opts.boot.cpu_model.as_deref(),
                 timeout,
                 log: Some(&log_path),
                 echo: false,
@@ -224,9 +257,11 @@ fn run_boots(
                         .map(|r| format!("{:.0}", r.scale.ms))
                         .collect();
                     eprintln!(
-                        "harness:   {} in {:.1} s, ms=[{}]",
+                        "harness:   {} in {:.1} s (first line after {}), ms=[{}]",
                         status_word(o.status),
                         o.elapsed.as_secs_f64(),
+                        o.first_line
+                            .map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
                         ms.join(" ")
                     );
                     let record = BootRecord {
@@ -237,6 +272,8 @@ fn run_boots(
                         seconds: o.elapsed.as_secs_f64(),
                         log: format!("raw/{name}"),
                         cpus_online: log.cpus_online.len(),
+                        first_line_seconds: o.first_line.map(|d| d.as_secs_f64()),
+                        native_ms: native,
                     };
                     Boot { record, log }
                 }
@@ -254,6 +291,8 @@ fn run_boots(
                         seconds: 0.0,
                         log: format!("raw/{name}"),
                         cpus_online: 0,
+                        first_line_seconds: None,
+                        native_ms: native,
                     };
                     Boot {
                         record,
@@ -264,7 +303,11 @@ fn run_boots(
             boots.push(boot);
         }
     }
-    boots
+    eprintln!(
+        "harness: {total} boots in {}",
+        human(started.elapsed().as_secs_f64())
+    );
+    (boots, native_ms)
 }
 
 fn status_word(status: u8) -> &'static str {
@@ -296,17 +339,16 @@ fn human(secs: f64) -> String {
 }
 
 /// Aggregates boots and native runs and applies the verdict rules.
-#[allow(clippy::too_many_arguments)]
 fn summarize(
     opts: &ScaleOpts,
     scenario: &str,
-    accel: Accel,
-    accel_reason: String,
+    chosen: Chosen,
     w: &WorkloadInfo,
     boots: Vec<Boot>,
     native_ms: BTreeMap<u32, Vec<f64>>,
     findings: Vec<Finding>,
 ) -> Summary {
+    let accel = chosen.accel;
     let per_cpu_count: Vec<PerCpuCount> = opts
         .smp_list
         .iter()
@@ -323,6 +365,25 @@ fn summarize(
         .filter_map(|(&n, v)| Some((n, stats::median(v)?)))
         .collect();
     let native_speedup = stats::speedups(&native);
+    let native_speedup2 = native_speedup.get(&2).copied();
+    let flat = |cpus: u32| -> Vec<f64> {
+        per_cpu_count
+            .iter()
+            .find(|p| p.cpus == cpus)
+            .map(|p| p.ms.iter().flatten().copied().collect())
+            .unwrap_or_default()
+    };
+    let (g1, g2) = (flat(1), flat(2));
+    let no_runs = Vec::new();
+    let n1 = native_ms.get(&1).unwrap_or(&no_runs);
+    let n2 = native_ms.get(&2).unwrap_or(&no_runs);
+    let pair = |ci: Option<(f64, f64)>| ci.map(|(lo, hi)| [lo, hi]);
+    let speedup2_ci = pair(stats::speedup_interval(&g1, &g2));
+    let native_speedup2_ci = pair(stats::speedup_interval(n1, n2));
+    let guest_native_ratio2 = speedup2
+        .zip(native_speedup2)
+        .and_then(|(g, n)| stats::ratio(g, n));
+    let guest_native_ratio2_ci = pair(stats::speedup_ratio_interval(&g1, &g2, n1, n2));
     let mut judgement = verdict::judge(findings, accel, speedup2);
     if cfg!(debug_assertions) {
         judgement
@@ -337,7 +398,10 @@ fn summarize(
     Summary {
         scenario: scenario.to_string(),
         accel: accel.name().to_string(),
-        accel_reason,
+        accel_reason: chosen.accel_reason,
+        boot: chosen.method.name().to_string(),
+        machine: chosen.method.machine().to_string(),
+        boot_reason: chosen.boot_reason,
         host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         runs: opts.runs,
         repeat: opts.repeat,
@@ -350,9 +414,15 @@ fn summarize(
         per_cpu_count,
         speedup,
         speedup2,
+        speedup2_ci,
         native,
         native_ms,
         native_speedup,
+        native_speedup2,
+        native_speedup2_ci,
+        guest_native_ratio2,
+        guest_native_ratio2_ci,
+        bootstrap: BootstrapInfo::default(),
         verdict: if judgement.pass { "PASS" } else { "FAIL" }.to_string(),
         reason: judgement.reason.map(str::to_string),
         reasons: judgement.findings.into_iter().map(|f| f.text).collect(),
@@ -402,6 +472,18 @@ fn print_result(s: &Summary, dir: &Path) {
                 .map_or("-".into(), |v| format!("{v:.2}")),
         );
     }
+    println!(
+        "speedup2={} ci95={} native_speedup2={} ci95={} guest/native={} ci95={} boot={} machine={}",
+        s.speedup2.map_or("-".into(), |v| format!("{v:.2}")),
+        report::fmt_ci(s.speedup2_ci),
+        s.native_speedup2.map_or("-".into(), |v| format!("{v:.2}")),
+        report::fmt_ci(s.native_speedup2_ci),
+        s.guest_native_ratio2
+            .map_or("-".into(), |v| format!("{v:.2}")),
+        report::fmt_ci(s.guest_native_ratio2_ci),
+        s.boot,
+        s.machine
+    );
     for note in &s.notes {
         println!("NOTE {note}");
     }
@@ -412,14 +494,16 @@ fn print_result(s: &Summary, dir: &Path) {
     println!("{}", result_line(s));
 }
 
-/// `RESULT <scenario> speedup2=<x.xx> threshold=<t.tt> accel=<a> [reason=<w>] PASS|FAIL`.
+/// `RESULT <scenario> speedup2=<x.xx> speedup2_ci=<lo>-<hi> threshold=<t.tt> accel=<a> [reason=<w>] PASS|FAIL`
+/// (CONTRACTS.md section 5; `0.00-0.00` when no interval could be made).
 pub fn result_line(s: &Summary) -> String {
     let reason = match (&s.reason, s.verdict.as_str()) {
         (Some(r), "FAIL") => format!(" reason={r}"),
         _ => String::new(),
     };
+    let [lo, hi] = s.speedup2_ci.unwrap_or([0.0, 0.0]);
     format!(
-        "RESULT {} speedup2={:.2} threshold={:.2} accel={}{reason} {}",
+        "RESULT {} speedup2={:.2} speedup2_ci={lo:.2}-{hi:.2} threshold={:.2} accel={}{reason} {}",
         s.scenario,
         s.speedup2.unwrap_or(0.0),
         s.threshold,
@@ -442,6 +526,8 @@ mod tests {
             repeat: 3,
             boot: BootOpts {
                 accel: AccelRequest::Auto,
+                boot: qemu::BootRequest::Auto,
+                cpu_model: None,
                 mem: "512M".into(),
                 timeout: None,
             },
@@ -461,6 +547,8 @@ mod tests {
             seconds: 1.0,
             log: String::new(),
             cpus_online: smp as usize,
+            first_line_seconds: Some(0.1),
+            native_ms: None,
         };
         Boot { record, log }
     }
@@ -470,6 +558,15 @@ mod tests {
         hi: 100_000_000,
         expected: 5_761_455,
     };
+
+    fn chosen(accel: Accel) -> Chosen {
+        Chosen {
+            accel,
+            accel_reason: "x".into(),
+            method: BootMethod::Pvh,
+            boot_reason: "y".into(),
+        }
+    }
 
     fn findings_for(boots: &[Boot]) -> Vec<Finding> {
         boots
@@ -500,8 +597,7 @@ mod tests {
         let s = summarize(
             &opts(),
             "smp-process-scale",
-            Accel::Kvm,
-            "x".into(),
+            chosen(Accel::Kvm),
             &WORK,
             boots,
             native,
@@ -519,14 +615,29 @@ mod tests {
         assert!((s.native_speedup[&2] - 905.0 / 465.0).abs() < 1e-9);
         assert_eq!(s.mode.as_deref(), Some("process"));
         let line = result_line(&s);
+        let [lo, hi] = s.speedup2_ci.expect("an interval");
+        assert!(lo <= sp2 && sp2 <= hi, "{lo} {sp2} {hi}");
         assert_eq!(
             line,
-            "RESULT smp-process-scale speedup2=1.95 threshold=1.60 accel=kvm PASS"
+            format!(
+                "RESULT smp-process-scale speedup2=1.95 speedup2_ci={lo:.2}-{hi:.2} threshold=1.60 accel=kvm PASS"
+            )
         );
+        assert_eq!(s.boot, "pvh");
+        assert_eq!(s.machine, "microvm");
+        let ratio = s.guest_native_ratio2.expect("a ratio");
+        assert!((ratio - sp2 / (905.0 / 465.0)).abs() < 1e-9);
+        let [rlo, rhi] = s.guest_native_ratio2_ci.expect("a ratio interval");
+        assert!(rlo <= ratio && ratio <= rhi);
         let json = serde_json::to_value(&s).expect("json");
         for key in [
             "scenario",
             "accel",
+            "boot",
+            "machine",
+            "speedup2_ci",
+            "guest_native_ratio2",
+            "guest_native_ratio2_ci",
             "host_cpus",
             "runs",
             "threshold",
@@ -557,8 +668,7 @@ mod tests {
         let s = summarize(
             &opts(),
             "x",
-            Accel::Kvm,
-            String::new(),
+            chosen(Accel::Kvm),
             &WORK,
             make(),
             BTreeMap::new(),
@@ -566,13 +676,12 @@ mod tests {
         );
         assert_eq!(
             result_line(&s),
-            "RESULT x speedup2=1.25 threshold=1.60 accel=kvm reason=slow FAIL"
+            "RESULT x speedup2=1.25 speedup2_ci=1.25-1.25 threshold=1.60 accel=kvm reason=slow FAIL"
         );
         let t = summarize(
             &opts(),
             "x",
-            Accel::Tcg,
-            String::new(),
+            chosen(Accel::Tcg),
             &WORK,
             make(),
             BTreeMap::new(),
@@ -593,8 +702,7 @@ mod tests {
         let s = summarize(
             &opts(),
             "thread-scale",
-            Accel::Kvm,
-            String::new(),
+            chosen(Accel::Kvm),
             &WORK,
             boots,
             BTreeMap::new(),

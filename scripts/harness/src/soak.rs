@@ -1,15 +1,15 @@
 //! `harness soak`: every smoke manifest, many times, under several CPU
 //! counts (`make soak`, CONTRACTS.md section 1).
 //!
-//! A soak is `harness test` repeated: each manifest's ISO is built once,
-//! then booted `--runs` times under every CPU count, one report line per
-//! boot, judged exactly as `test` judges it (verdict and QEMU status agree,
+//! A soak is `harness test` repeated: each manifest's image is built once,
+//! then booted `--runs` times under every CPU count and boot method (both
+//! for `--boot auto`, like `test`), one report line per boot, judged exactly as `test` judges it (verdict and QEMU status agree,
 //! no `PANIC` line, every CPU online). Rare races show up as the odd failing
 //! run, so every failing run names its raw serial log, and the list of
 //! failures is repeated at the end, before the plain `N passed, N failed`.
 //!
 //! Everything lands in `<out>/<UTC stamp>/` (default `target/soak/`): the
-//! logs as `<stem>-smp<N>-run<k>.log` and the ISOs under `iso/`;
+//! logs as `<stem>-smp<N>-<boot>-run<k>.log` and the images under `iso/`;
 //! `<out>/latest` points at the newest folder. Boots run one at a time,
 //! like `test`: the machines have two cores, and a TCG guest with several
 //! CPUs already uses both.
@@ -21,14 +21,15 @@ use anyhow::{bail, Context, Result};
 use crate::cli::SoakOpts;
 use crate::manifest;
 use crate::mkiso;
-use crate::qemu::{self, Purpose};
+use crate::qemu::{self, BootMethod, Image, Purpose};
 use crate::report;
 use crate::runner::{self, BootSpec};
-use crate::smoke::{self, RunLine};
+use crate::smoke;
 
 /// `harness soak`.
 pub fn soak_command(opts: &SoakOpts) -> Result<u8> {
     let accel = qemu::choose_and_report(opts.boot.accel, Purpose::KernelTest)?;
+    let methods = runner::test_methods(opts.boot.boot);
     let timeout = opts
         .boot
         .timeout
@@ -40,11 +41,13 @@ pub fn soak_command(opts: &SoakOpts) -> Result<u8> {
             opts.out.display()
         );
     }
+    let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
     println!(
-        "soak: {} manifest(s) x {} run(s) x CPU counts {:?}, accel {}, logs in {}",
+        "soak: {} manifest(s) x {} run(s) x CPU counts {:?} x boot {}, accel {}, logs in {}",
         opts.manifests.len(),
         opts.runs,
         opts.smp_list,
+        names.join(","),
         accel.name(),
         dir.display()
     );
@@ -55,38 +58,60 @@ pub fn soak_command(opts: &SoakOpts) -> Result<u8> {
         let name = manifest::load(manifest)
             .map(|m| m.name)
             .unwrap_or_else(|_| stem.clone());
-        let iso = match mkiso::build(&opts.mkiso, manifest, &dir.join("iso").join(&stem), None) {
-            Ok(iso) => iso,
-            Err(e) => {
-                // Every planned boot of this manifest counts as failed; the
-                // build error stands in for each one's log.
-                for &smp in &opts.smp_list {
-                    for run in 1..=opts.runs {
-                        let log = dir.join(log_name(&stem, smp, run));
-                        let _ = std::fs::write(&log, format!("build: {e:#}\n"));
-                        let text = with_run(
-                            &format!("FAIL {name} smp={smp} (0.0 s) build: {e:#}"),
-                            run,
-                            &log,
-                            false,
-                        );
-                        println!("{text}");
+        let built = mkiso::build(
+            &opts.mkiso,
+            manifest,
+            &dir.join("iso").join(&stem),
+            None,
+            &methods,
+        );
+        let images: Vec<(BootMethod, anyhow::Result<Image>)> = methods
+            .iter()
+            .map(|&m| {
+                let image = match &built {
+                    Ok(b) => b.image(m),
+                    Err(e) => Err(anyhow::anyhow!("build: {e:#}")),
+                };
+                (m, image)
+            })
+            .collect();
+        for &smp in &opts.smp_list {
+            for (method, image) in &images {
+                for run in 1..=opts.runs {
+                    let log = dir.join(log_name(&stem, smp, *method, run));
+                    let line = match image {
+                        Ok(image) => {
+                            let spec = BootSpec {
+                                image,
+                                smp,
+                                accel,
+                                mem: &opts.boot.mem,
+                                cpu_model: opts.boot.cpu_model.as_deref(),
+                                timeout,
+                                log: Some(&log),
+                                echo: false,
+                            };
+                            smoke::boot_line(&spec, &name, *method)
+                        }
+                        Err(e) => {
+                            // The build error stands in for the boot's log.
+                            let _ = std::fs::write(&log, format!("{e:#}\n"));
+                            smoke::RunLine {
+                                pass: false,
+                                text: format!(
+                                    "FAIL {name} smp={smp} boot={} (0.0 s) {e:#}",
+                                    method.name()
+                                ),
+                            }
+                        }
+                    };
+                    let text = with_run(&line.text, run, &log, line.pass);
+                    println!("{text}");
+                    if line.pass {
+                        passed += 1;
+                    } else {
                         failures.push(text);
                     }
-                }
-                continue;
-            }
-        };
-        for &smp in &opts.smp_list {
-            for run in 1..=opts.runs {
-                let log = dir.join(log_name(&stem, smp, run));
-                let line = boot_once(&iso, smp, accel, &opts.boot.mem, timeout, &log, &name);
-                let text = with_run(&line.text, run, &log, line.pass);
-                println!("{text}");
-                if line.pass {
-                    passed += 1;
-                } else {
-                    failures.push(text);
                 }
             }
         }
@@ -101,37 +126,9 @@ pub fn soak_command(opts: &SoakOpts) -> Result<u8> {
     Ok(if failures.is_empty() { 0 } else { 1 })
 }
 
-/// One boot, judged like a `test` boot.
-fn boot_once(
-    iso: &Path,
-    smp: u32,
-    accel: qemu::Accel,
-    mem: &str,
-    timeout: std::time::Duration,
-    log: &Path,
-    name: &str,
-) -> RunLine {
-    let spec = BootSpec {
-        iso,
-        smp,
-        accel,
-        mem,
-        timeout,
-        log: Some(log),
-        echo: false,
-    };
-    match runner::boot(&spec) {
-        Ok(outcome) => smoke::check_online(smoke::describe(name, smp, &outcome), smp, &outcome),
-        Err(e) => RunLine {
-            pass: false,
-            text: format!("FAIL {name} smp={smp} (0.0 s) {e:#}"),
-        },
-    }
-}
-
 /// The log file of one boot.
-pub fn log_name(stem: &str, smp: u32, run: u32) -> String {
-    format!("{stem}-smp{smp}-run{run}.log")
+pub fn log_name(stem: &str, smp: u32, method: BootMethod, run: u32) -> String {
+    format!("{stem}-smp{smp}-{}-run{run}.log", method.name())
 }
 
 /// `test`'s report line with the run number after `smp=N`, and the raw log
@@ -171,16 +168,29 @@ mod tests {
 
     #[test]
     fn run_number_and_log_on_failures() {
-        let log = Path::new("/t/soak/x/smoke-ring-smp2-run3.log");
+        let log = Path::new("/t/soak/x/smoke-ring-smp2-pvh-run3.log");
         assert_eq!(
-            with_run("PASS smoke-ring smp=2 (3.1 s) cpus-online=2", 3, log, true),
-            "PASS smoke-ring smp=2 run=3 (3.1 s) cpus-online=2"
+            with_run(
+                "PASS smoke-ring smp=2 boot=pvh (3.1 s) cpus-online=2",
+                3,
+                log,
+                true
+            ),
+            "PASS smoke-ring smp=2 boot=pvh run=3 (3.1 s) cpus-online=2"
         );
         assert_eq!(
-            with_run("FAIL smoke-ring smp=2 (3.1 s) cpus-online=2 why", 3, log, false),
-            "FAIL smoke-ring smp=2 run=3 (3.1 s) cpus-online=2 why log=/t/soak/x/smoke-ring-smp2-run3.log"
+            with_run(
+                "FAIL smoke-ring smp=2 boot=pvh (3.1 s) cpus-online=2 why",
+                3,
+                log,
+                false
+            ),
+            "FAIL smoke-ring smp=2 boot=pvh run=3 (3.1 s) cpus-online=2 why log=/t/soak/x/smoke-ring-smp2-pvh-run3.log"
         );
-        assert_eq!(log_name("smoke-ring", 8, 20), "smoke-ring-smp8-run20.log");
+        assert_eq!(
+            log_name("smoke-ring", 8, BootMethod::Iso, 20),
+            "smoke-ring-smp8-iso-run20.log"
+        );
     }
 
     #[test]
