@@ -51,12 +51,11 @@ impl AcpiHandler for DirectMap {
 
 /// Reads the MADT through the RSDP at `rsdp_phys`.
 pub fn read_madt(rsdp_phys: u64) -> Result<MadtInfo, &'static str> {
-    // SAFETY: `rsdp_phys` is the RSDP from the boot information (GRUB's
-    // copy inside the Multiboot2 information, which stays reserved, or the
-    // firmware's, found through the PVH start info or the BIOS-area scan,
-    // in memory the memory map does not offer as RAM); the direct map
-    // covers it, and the crate checks its signature and checksum before
-    // trusting it.
+    // `rsdp_phys` is GRUB's copy inside the Multiboot2 information (which
+    // stays reserved) or the firmware's, found through the PVH start info or
+    // the BIOS-area scan, in memory the memory map does not offer as RAM.
+    // SAFETY: that RSDP is reserved memory the direct map covers, and the
+    // crate checks its signature and checksum before trusting it.
     let tables = unsafe { AcpiTables::from_rsdp(DirectMap, rsdp_phys as usize) }
         .map_err(|_| "invalid RSDP")?;
     let madt = tables.find_table::<Madt>().map_err(|_| "no MADT")?;

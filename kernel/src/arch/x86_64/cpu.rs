@@ -241,10 +241,9 @@ pub fn enable_features() -> Hardening {
     if umip_advertised {
         cr4 |= CR4_UMIP;
     }
-    // SAFETY: these bits only enable features the boot stub checked (NX,
-    // long mode), that every x86-64 CPU has (SSE, FXSR, SYSCALL, NE, WP),
-    // or that CPUID leaf 7 advertised (SMEP, UMIP). NE changes only how an
-    // x87 error is reported, and the kernel never executes x87 code.
+    // NE changes only how an x87 error is reported; the kernel runs no x87.
+    // SAFETY: each bit enables a feature the boot stub checked (NX, long
+    // mode), every x86-64 CPU has (SSE, FXSR, SYSCALL, NE, WP), or CPUID 7 advertised (SMEP, UMIP).
     unsafe {
         asm!("mov cr0, {}", in(reg) cr0, options(nostack, preserves_flags));
         asm!("mov cr4, {}", in(reg) cr4, options(nostack, preserves_flags));

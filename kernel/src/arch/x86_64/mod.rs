@@ -122,10 +122,10 @@ pub fn fs_base() -> u64 {
 /// entries load GS from the IST stack, not from a guess on GS_BASE), but it
 /// must not carry over to the next thread on this CPU either.
 pub fn set_fs_base(v: u64) {
-    // SAFETY: FS is not used by the kernel; the value only matters to user
-    // code, and a non-canonical value was refused when it was set (SetTls).
     // KERNEL_GS_BASE holds the user's GS base while the kernel runs
     // (percpu.rs); 0 is its ABI value.
+    // SAFETY: the kernel never uses FS or the user GS base; a non-canonical
+    // FS value was refused when it was set (SetTls).
     unsafe {
         cpu::wrmsr(cpu::msr::FS_BASE, v);
         cpu::wrmsr(cpu::msr::KERNEL_GS_BASE, 0);
