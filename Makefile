@@ -32,7 +32,14 @@ SOAK_ACCEL := $(if $(filter command line environment environment override,$(orig
 
 ROOT := $(CURDIR)
 BUILD := $(ROOT)/build
-KERNEL_TARGET_DIR := $(ROOT)/target/kernel
+# Kernel cargo features, space- or comma-separated (lockstat: LOCKSTAT
+# lines, docs/architecture/locks.md). Each feature set builds in its own
+# cargo target dir, and build/kernel is copied afresh by every build, so a
+# kernel built with one set never ends up in an image built for another.
+KERNEL_FEATURES ?=
+comma := ,
+KERNEL_FEATURES_TAG := $(subst $(eval) ,-,$(strip $(subst $(comma), ,$(KERNEL_FEATURES))))
+KERNEL_TARGET_DIR := $(ROOT)/target/kernel$(if $(KERNEL_FEATURES_TAG),-$(KERNEL_FEATURES_TAG),)
 KERNEL_ELF := $(KERNEL_TARGET_DIR)/x86_64-unknown-none/release/kernel
 MKIMAGE := $(ROOT)/target/release/mkimage
 HARNESS := $(ROOT)/target/release/harness
@@ -53,7 +60,7 @@ tools: deps
 
 kernel: deps
 	cd kernel && CARGO_TARGET_DIR=$(KERNEL_TARGET_DIR) RUSTFLAGS="$(KERNEL_RUSTFLAGS)" \
-	    cargo build --release -q --target x86_64-unknown-none
+	    cargo build --release -q --target x86_64-unknown-none --features "$(KERNEL_FEATURES)"
 	@mkdir -p $(BUILD)
 	strip -o $(BUILD)/kernel $(KERNEL_ELF)
 
@@ -70,7 +77,7 @@ iso: prereqs
 # the boot happens while this file is read (scripts/make-run.sh streams the
 # serial console to stdout) and the verdict picks the ending below.
 ifneq ($(filter run,$(MAKECMDGOALS)),)
-RUN_STATUS := $(shell scripts/make-run.sh "$$PPID" "$(MANIFEST)" "$(IMAGE_DIR)" "$(SMP)" \
+RUN_STATUS := $(shell KERNEL_FEATURES="$(KERNEL_FEATURES)" scripts/make-run.sh "$$PPID" "$(MANIFEST)" "$(IMAGE_DIR)" "$(SMP)" \
                   "$(ACCEL)" "$(MEM)" "$(TIMEOUT)" "$(BOOT)" "$(CPU_MODEL)"; echo $$?)
 ifeq ($(RUN_STATUS),0)
 run: ; @:

@@ -10,7 +10,7 @@ use core::fmt::{self, Write};
 use crate::arch;
 use crate::sync::IrqMutex;
 
-static CONSOLE: IrqMutex<Serial> = IrqMutex::new(Serial);
+static CONSOLE: IrqMutex<Serial, crate::sync::class::Console> = IrqMutex::new(Serial);
 
 struct Serial;
 

@@ -44,7 +44,7 @@ struct State {
     failures: Vec<String>,
 }
 
-static STATE: IrqMutex<State> = IrqMutex::new(State {
+static STATE: IrqMutex<State, crate::sync::class::InitState> = IrqMutex::new(State {
     next: 0,
     start_free_frames: 0,
     start_heap_used: 0,
@@ -291,6 +291,7 @@ fn finish() -> ! {
         STATE.lock().failures.push(String::from("leak"));
     }
     crate::percpu::print_cpustat();
+    crate::sync::stat::print();
     let failures = core::mem::take(&mut STATE.lock().failures);
     if failures.is_empty() {
         verdict(name, Ok(()))

@@ -16,8 +16,10 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// Most CPUs the kernel runs on (a CPU mask is one u64).
 pub const MAX_CPUS: usize = crate::arch::acpi::MAX_CPUS;
 
-/// One CPU's counters.
+/// One CPU's counters, on cache lines of their own (each CPU writes only
+/// its own).
 #[derive(Default)]
+#[repr(align(64))]
 pub struct CpuStats {
     /// TSC cycles spent running user threads.
     pub busy_cycles: AtomicU64,

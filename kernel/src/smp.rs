@@ -107,7 +107,7 @@ const LEVELS: usize = 2;
 /// One CPU's request as a sender, at one nesting level.
 struct Outbox {
     /// The request (written only by its CPU, while no target has it pending).
-    work: IrqMutex<Work>,
+    work: IrqMutex<Work, crate::sync::class::SmpWork>,
     /// Targets that have not finished it yet.
     pending: AtomicU64,
 }

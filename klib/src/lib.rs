@@ -11,5 +11,6 @@ extern crate alloc;
 pub mod bootinfo;
 pub mod cmdline;
 pub mod cpuset;
+pub mod magazine;
 pub mod slots;
 pub mod timer_heap;

@@ -89,7 +89,7 @@ struct Inner {
 /// One process's address space.
 pub struct AddrSpace {
     root: Frame,
-    inner: IrqMutex<Inner>,
+    inner: IrqMutex<Inner, crate::sync::class::AddrSpace>,
     active: AtomicU64,
     root_freed: AtomicBool,
     /// Charged for the root, every user-half page table and every region.

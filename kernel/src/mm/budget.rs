@@ -43,6 +43,13 @@ pub const FRAME_BYTES: u64 = abi::layout::PAGE_SIZE;
 /// the image cache index, transient buffers).
 pub const HEAP_POOL_BYTES: u64 = HEAP_BYTES / 4 * 3;
 
+// The heap outside the pool also holds what the per-CPU object caches
+// keep (at most MAX_CACHED_BYTES_PER_CPU per CPU): keep that under half of it.
+const _: () = assert!(
+    crate::arch::acpi::MAX_CPUS * super::heap::MAX_CACHED_BYTES_PER_CPU
+        <= (HEAP_BYTES - HEAP_POOL_BYTES) as usize / 2
+);
+
 static HEAP_POOL_USED: AtomicU64 = AtomicU64::new(0);
 
 /// What a charge is for: heap charges also draw on the global pool.

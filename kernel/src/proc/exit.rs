@@ -171,7 +171,7 @@ pub fn thread_died(t: &Arc<Thread>) {
 /// Empties `p`'s capability table, giving the slots' charges back; thread
 /// handles release their dead threads from the registry.
 pub fn release_caps(p: &Arc<Process>) {
-    let caps = p.caps.lock().clear();
+    let caps = p.caps.write().clear();
     let mut held = 0;
     for cap in caps.into_iter().flatten() {
         held += super::cap_charge(&cap);

@@ -24,7 +24,7 @@ use crate::mm::addr_space::AddrSpace;
 use crate::mm::budget::{self, Account, Kind};
 use crate::mm::ring_mem::RingPages;
 use crate::sched::thread::{Thread, ThreadRef};
-use crate::sync::IrqMutex;
+use crate::sync::{IrqMutex, IrqRwLock};
 
 /// Who is told when a process ends.
 #[derive(Clone, Copy, Debug)]
@@ -86,11 +86,11 @@ pub struct Process {
     /// Its address space.
     pub space: Arc<AddrSpace>,
     /// Its capabilities.
-    pub caps: IrqMutex<CapTable>,
+    pub caps: IrqRwLock<CapTable, crate::sync::class::CapTable>,
     /// Parked threads by word address.
-    pub park: IrqMutex<ParkTable>,
+    pub park: IrqMutex<ParkTable, crate::sync::class::Park>,
     /// Threads, exit state, waiters.
-    pub inner: IrqMutex<ProcInner>,
+    pub inner: IrqMutex<ProcInner, crate::sync::class::Process>,
     /// The process that spawned it (none for init's programs).
     pub parent: Weak<Process>,
     /// CPUs any of its threads ran on.
@@ -109,7 +109,7 @@ impl Process {
     pub fn insert_cap(&self, cap: Cap) -> Result<u32, Error> {
         let cost = cap_charge(&cap);
         self.account().charge(Kind::Heap, cost)?;
-        let slot = self.caps.lock().insert(cap);
+        let slot = self.caps.write().insert(cap);
         slot.ok_or_else(|| {
             self.account().uncharge(Kind::Heap, cost);
             Error::NoMemory
@@ -118,7 +118,7 @@ impl Process {
 
     /// Empties `slot`, giving its charge back.
     pub fn remove_cap(&self, slot: u32) -> Result<Cap, Error> {
-        let cap = self.caps.lock().remove(slot)?;
+        let cap = self.caps.write().remove(slot)?;
         self.account().uncharge(Kind::Heap, cap_charge(&cap));
         Ok(cap)
     }

@@ -32,7 +32,7 @@ use crate::mm::budget::{self, Account, Kind};
 use crate::mm::frame::{self, Frame};
 use crate::mm::ring_mem::RingPages;
 use crate::sched::thread::{self, Thread};
-use crate::sync::IrqMutex;
+use crate::sync::{IrqMutex, IrqRwLock};
 
 static NEXT_PID: AtomicU64 = AtomicU64::new(1);
 
@@ -89,7 +89,7 @@ pub fn spawn(
         pid,
         name: String::from(img.name),
         space,
-        caps: IrqMutex::new(table),
+        caps: IrqRwLock::new(table),
         park: IrqMutex::new(ParkTable::new()),
         inner: IrqMutex::new(ProcInner {
             threads: BTreeMap::new(),

@@ -46,52 +46,58 @@ use klib::cpuset;
 use super::thread::Thread;
 use crate::mm::addr_space::AddrSpace;
 use crate::smp::{self, MAX_CPUS};
-use crate::sync::IrqMutex;
+use crate::sync::{class, CachePadded, IrqMutex};
 
 /// How often a placer picks again after losing its target to another
 /// placer (see the module doc); then it keeps its last pick, and the kick
 /// protocol moves the extra thread to a halted CPU.
 pub const PLACE_ATTEMPTS: usize = 4;
 
-/// One CPU's scheduler state.
+/// One CPU's scheduler state, laid out by who touches it: the queue and
+/// the placement counters are read and written by every placer and waker;
+/// the rest is written by the owning CPU only (`user_since` on every entry
+/// to user mode), on lines of their own so those writes never invalidate
+/// the lines the wakers read. `repr(C)` keeps the order; [`CachePadded`]
+/// starts a new line.
+#[repr(C)]
 pub struct CpuSched {
     /// Runnable threads waiting for this CPU.
-    pub queue: IrqMutex<VecDeque<Arc<Thread>>>,
+    pub queue: CachePadded<IrqMutex<VecDeque<Arc<Thread>>, class::RunQueue>>,
     /// `queue.len()`, readable without the lock (placement, stealing).
     pub queued: AtomicUsize,
     /// Placements that chose this CPU and have not pushed yet (claims).
     pub reserved: AtomicUsize,
-    /// The thread resident here (own CPU only).
-    pub current: IrqMutex<Option<Arc<Thread>>>,
-    /// The user address space loaded in CR3 (own CPU only).
-    pub space: IrqMutex<Option<Arc<AddrSpace>>>,
     /// Halted in idle, or about to be.
     pub idle: AtomicBool,
     /// A placer has sent this idle CPU an IPI to steal spare work; no
     /// other placer kicks it until it has looked (cleared by its own CPU
     /// on the way into idle and out of it).
     pub kicked: AtomicBool,
+    /// TSC when user mode was last entered here (own CPU, every entry).
+    pub user_since: CachePadded<AtomicU64>,
     /// A queued thread should preempt the current one at the next exit.
     pub need_resched: AtomicBool,
-    /// TSC when user mode was last entered here.
-    pub user_since: AtomicU64,
     /// The one-shot deadline currently armed (0 = none).
     pub armed_tsc: AtomicU64,
+    /// The thread resident here (own CPU only).
+    pub current: IrqMutex<Option<Arc<Thread>>, class::CpuCurrent>,
+    /// The user address space loaded in CR3 (own CPU only).
+    pub space: IrqMutex<Option<Arc<AddrSpace>>, class::CpuSpace>,
 }
 
 impl CpuSched {
     const fn new() -> CpuSched {
         CpuSched {
-            queue: IrqMutex::new(VecDeque::new()),
+            queue: CachePadded(IrqMutex::new(VecDeque::new())),
             queued: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
-            current: IrqMutex::new(None),
-            space: IrqMutex::new(None),
             idle: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
+            user_since: CachePadded(AtomicU64::new(0)),
             need_resched: AtomicBool::new(false),
-            user_since: AtomicU64::new(0),
             armed_tsc: AtomicU64::new(0),
+            current: IrqMutex::new(None),
+            space: IrqMutex::new(None),
         }
     }
 
@@ -109,6 +115,8 @@ impl CpuSched {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const NEW: CpuSched = CpuSched::new();
+/// Every CPU's state; each starts on its own cache line (its padded
+/// fields align it).
 static CPUS: [CpuSched; MAX_CPUS] = [NEW; MAX_CPUS];
 
 /// CPU `cpu`'s scheduler state.

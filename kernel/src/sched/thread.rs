@@ -16,6 +16,8 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use spin::Once;
+
 use abi::ring::Cqe;
 
 use super::timer::TimerHandle;
@@ -23,7 +25,7 @@ use crate::arch::fpu::FpuState;
 use crate::arch::TrapFrame;
 use crate::mm::ring_mem::RingPages;
 use crate::proc::Process;
-use crate::sync::IrqMutex;
+use crate::sync::{class, CachePadded, IrqMutex};
 
 /// A generation-checked reference to a thread: a registry slot and the
 /// 64-bit generation it was issued for. Kernel-internal (timer events,
@@ -125,7 +127,7 @@ pub struct Thread {
     /// Where its ring is mapped in the process.
     pub ring_addr: u64,
     /// Mutable state.
-    pub inner: IrqMutex<ThreadInner>,
+    pub inner: IrqMutex<ThreadInner, class::Thread>,
     /// Bit mask of the CPUs it has run on.
     pub cpus_ran: AtomicU64,
     /// TSC cycles it spent in user mode.
@@ -144,18 +146,70 @@ impl Thread {
     }
 }
 
-/// The registry: every live thread by [`ThreadRef`]. The slot and
-/// generation rules (64-bit generations that never wrap, a slot retired
-/// rather than wrapped, first-in first-out reuse) live in
-/// `klib::slots`, where they are unit-tested; a stale reference resolves
-/// to `None`, never to a later thread in the same slot.
-type Registry = klib::slots::Slots<Arc<Thread>, u64>;
+/// The registry: every live thread by [`ThreadRef`], in two parts.
+///
+/// - Which slot a new thread gets, and its generation, comes from
+///   `klib::slots` (64-bit generations that never wrap, a slot retired
+///   rather than wrapped, first-in first-out reuse; unit-tested there),
+///   under [`ALLOC`]. Only thread creation and reaping take it.
+/// - The threads themselves sit in a table of slots, each under its own
+///   lock on its own cache line, in chunks allocated on first use and
+///   never freed. A lookup takes only its slot's lock, so completions
+///   posted to different threads never serialize, and a stale reference
+///   (generation moved on, or slot emptied) resolves to `None`, never to
+///   a later thread in the same slot.
+///
+/// Lock order: `ALLOC`, then one slot lock; nothing is taken under a slot
+/// lock (a thread's last reference is dropped after it is released).
+type SlotAlloc = klib::slots::Slots<(), u64>;
 
-static REGISTRY: IrqMutex<Registry> = IrqMutex::new(Registry::new(MAX_THREADS));
+static ALLOC: IrqMutex<SlotAlloc, class::RegistryAlloc> =
+    IrqMutex::new(SlotAlloc::new(MAX_THREADS));
 static NEXT_TID: AtomicU64 = AtomicU64::new(1);
 
 /// Most threads alive at once.
 pub const MAX_THREADS: usize = 16 * 1024;
+
+/// Slots per chunk of the table (a chunk is 64 cache lines).
+const CHUNK_SLOTS: usize = 64;
+
+/// One registry slot: the generation its current (or last) thread was
+/// issued, and the thread while it is registered.
+struct Entry {
+    generation: u64,
+    thread: Option<Arc<Thread>>,
+}
+
+type SlotLock = CachePadded<IrqMutex<Entry, class::RegistrySlot>>;
+
+struct Chunk([SlotLock; CHUNK_SLOTS]);
+
+#[allow(clippy::declare_interior_mutable_const)]
+const NO_CHUNK: Once<&'static Chunk> = Once::new();
+/// The table: chunk `i` holds slots `i * CHUNK_SLOTS ..`; set once.
+static TABLE: [Once<&'static Chunk>; MAX_THREADS / CHUNK_SLOTS] =
+    [NO_CHUNK; MAX_THREADS / CHUNK_SLOTS];
+
+/// Slot `index`, if its chunk exists.
+fn slot(index: u32) -> Option<&'static SlotLock> {
+    let i = index as usize;
+    let chunk = TABLE.get(i / CHUNK_SLOTS)?.get()?;
+    Some(&chunk.0[i % CHUNK_SLOTS])
+}
+
+/// Slot `index`, allocating its chunk the first time (under `ALLOC`).
+fn slot_or_new(index: u32) -> &'static SlotLock {
+    let i = index as usize;
+    let chunk = TABLE[i / CHUNK_SLOTS].call_once(|| {
+        #[allow(clippy::declare_interior_mutable_const)]
+        const EMPTY: SlotLock = CachePadded(IrqMutex::new(Entry {
+            generation: 0,
+            thread: None,
+        }));
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(Chunk([EMPTY; CHUNK_SLOTS])))
+    });
+    &chunk.0[i % CHUNK_SLOTS]
+}
 
 /// Creates a thread (not yet runnable anywhere) and registers it; when the
 /// registry is full, hands the ring back.
@@ -166,10 +220,11 @@ pub fn create(
     frame: TrapFrame,
     fs_base: u64,
 ) -> Result<Arc<Thread>, RingPages> {
-    let mut reg = REGISTRY.lock();
+    let mut reg = ALLOC.lock();
     let Some(tref) = reg.vacant() else {
         return Err(ring);
     };
+    let slot = slot_or_new(tref.index());
     let t = Arc::new(Thread {
         tid: NEXT_TID.fetch_add(1, Ordering::Relaxed),
         tref,
@@ -205,23 +260,37 @@ pub fn create(
         busy_cycles: AtomicU64::new(0),
     });
     // `vacant` named the slot `insert` fills: same table, same lock held.
-    let inserted = reg.insert(t.clone());
+    let inserted = reg.insert(());
     assert!(
         inserted.is_ok_and(|r| r == tref),
         "thread registry: the vacant slot changed under its lock"
     );
+    *slot.lock() = Entry {
+        generation: tref.generation(),
+        thread: Some(t.clone()),
+    };
     Ok(t)
 }
 
-/// Follows a reference; `None` if the thread was reaped (stale).
+/// Follows a reference; `None` if the thread was reaped (stale). Takes
+/// only the slot's own lock.
 pub fn lookup(r: ThreadRef) -> Option<Arc<Thread>> {
-    REGISTRY.lock().get(r).cloned()
+    let e = slot(r.index())?.lock();
+    if e.generation != r.generation() {
+        return None;
+    }
+    e.thread.clone()
 }
 
 /// Removes a thread from the registry: its references go stale at once.
 pub fn unregister(r: ThreadRef) {
-    // The Arc is dropped after the lock (a last reference frees the thread).
-    let removed = REGISTRY.lock().remove(r);
+    let mut reg = ALLOC.lock();
+    if reg.remove(r).is_none() {
+        return;
+    }
+    let removed = slot(r.index()).and_then(|s| s.lock().thread.take());
+    drop(reg);
+    // The Arc is dropped after the locks (a last reference frees the thread).
     drop(removed);
 }
 
@@ -233,7 +302,7 @@ const _: () = assert!(
         + 2 * core::mem::size_of::<usize>()
         + core::mem::size_of::<FpuState>()
         + core::mem::size_of::<ThreadRef>()
-        + core::mem::size_of::<Option<Arc<Thread>>>()
+        + core::mem::size_of::<SlotLock>()
         + 4
         + 64
         <= crate::mm::budget::THREAD_HEAP_BYTES as usize

@@ -23,7 +23,7 @@ use klib::timer_heap::{TimerHeap, TimerKey};
 use super::thread::ThreadRef;
 use crate::proc::Process;
 use crate::smp::MAX_CPUS;
-use crate::sync::IrqMutex;
+use crate::sync::{CachePadded, IrqMutex};
 
 /// What happens when a timer expires.
 #[derive(Clone)]
@@ -57,8 +57,11 @@ pub struct TimerHandle {
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const NEW: IrqMutex<TimerHeap<TimerEvent>> = IrqMutex::new(TimerHeap::new());
-static TIMERS: [IrqMutex<TimerHeap<TimerEvent>>; MAX_CPUS] = [NEW; MAX_CPUS];
+const NEW: CachePadded<TimerLock> = CachePadded(IrqMutex::new(TimerHeap::new()));
+/// Each CPU's timer heap, on its own cache line (other CPUs cancel here).
+static TIMERS: [CachePadded<TimerLock>; MAX_CPUS] = [NEW; MAX_CPUS];
+
+type TimerLock = IrqMutex<TimerHeap<TimerEvent>, crate::sync::class::TimerHeap>;
 
 /// Adds a timer on this CPU.
 pub fn add(deadline_tsc: u64, event: TimerEvent) -> TimerHandle {

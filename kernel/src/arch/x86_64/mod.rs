@@ -37,6 +37,10 @@ pub const KERNEL_STACK_BYTES: usize = 64 * 1024;
 /// Sets up this CPU's descriptor tables, per-CPU block, syscall MSRs and
 /// control-register features. Returns the top of its kernel stack.
 pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
+    if cpu_id != 0 {
+        // The boot CPU is counted from reset (percpu::UNINSTALLED).
+        percpu::begin_bring_up();
+    }
     let hard = cpu::enable_features();
     report_hardening(cpu_id, hard);
     let stack: &'static mut [u8] =
@@ -52,6 +56,7 @@ pub fn init_cpu(cpu_id: usize, apic_id: u32) -> u64 {
     gdt::init_cpu(top, block as *const percpu::PerCpu as u64);
     idt::load();
     percpu::install(block);
+    percpu::end_bring_up();
     syscall::init_cpu();
     if cpu_id == 0 {
         check_kernel_single_step();

@@ -18,6 +18,7 @@
 //! by that id.
 
 use core::mem::offset_of;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cpu::{msr, rdmsr, wrmsr};
 
@@ -69,6 +70,35 @@ pub fn cpu_id() -> usize {
                          options(nostack, preserves_flags, readonly))
     };
     id as usize
+}
+
+/// CPUs running kernel code without their block installed yet: the boot
+/// CPU from reset until its `install`, and each AP from the start of its
+/// `init_cpu` until its `install`. While it is not zero, [`cpu_id_checked`]
+/// answers `None` on every CPU (a CPU with GS base 0 must not read `gs:`).
+/// Read on every lock and allocation, written only at bring-up, so the
+/// line stays shared in every cache.
+static UNINSTALLED: AtomicUsize = AtomicUsize::new(1);
+
+/// An AP is about to run kernel code before its block exists (start of
+/// its `init_cpu`).
+pub fn begin_bring_up() {
+    UNINSTALLED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// This CPU's block is installed (end of its bring-up, after `install`).
+pub fn end_bring_up() {
+    UNINSTALLED.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// This CPU's index, or `None` while some CPU may run without its block
+/// (boot, AP bring-up): then per-CPU caches and counters are bypassed.
+#[inline(always)]
+pub fn cpu_id_checked() -> Option<usize> {
+    if UNINSTALLED.load(Ordering::Acquire) != 0 {
+        return None;
+    }
+    Some(cpu_id())
 }
 
 /// Whether this CPU has installed its block yet (false very early in boot).

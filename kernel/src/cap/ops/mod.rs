@@ -50,7 +50,7 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
     if op == Op::Nop {
         return done(sqe, 0, 0, 0);
     }
-    let cap = match t.process.caps.lock().get(sqe.cap) {
+    let cap = match t.process.caps.read().get(sqe.cap) {
         Ok(c) => c.clone(),
         Err(e) => return fail(sqe, e),
     };

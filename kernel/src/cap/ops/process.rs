@@ -41,7 +41,7 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     {
         for i in 0..a.ncaps {
             let slot: u32 = read_pod(space, a.caps.wrapping_add(i * 4))?;
-            let table = t.process.caps.lock();
+            let table = t.process.caps.read();
             let c = table.get(slot)?;
             // Only grantable kinds travel to children.
             caps.push(Cap::grant(c.kind()).ok_or(Error::Denied)?);

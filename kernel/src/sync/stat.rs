@@ -1,0 +1,103 @@
+//! Lock statistics (feature `lockstat`): acquisitions, contended
+//! acquisitions and spins, per lock class and per CPU.
+//!
+//! Each CPU counts into its own row (a cache-line-aligned array of every
+//! class's counters), so counting never makes a line bounce between CPUs;
+//! the row is chosen by `arch::percpu::cpu_id_checked`, and the few
+//! acquisitions made while a CPU may run without its per-CPU block (boot,
+//! AP bring-up) count in row 0 with the same relaxed atomics. A `LOCKSTAT`
+//! line sums the rows. Without the feature, [`record`] is empty and
+//! [`print`] prints nothing.
+
+#[cfg(feature = "lockstat")]
+mod on {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use super::super::class::{LockClass, COUNT, NAMES};
+    use crate::smp::MAX_CPUS;
+
+    struct Counters {
+        acquires: AtomicU64,
+        contended: AtomicU64,
+        spins: AtomicU64,
+    }
+
+    #[repr(C, align(64))]
+    struct Row([Counters; COUNT]);
+
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: Counters = Counters {
+        acquires: AtomicU64::new(0),
+        contended: AtomicU64::new(0),
+        spins: AtomicU64::new(0),
+    };
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ROW: Row = Row([ZERO; COUNT]);
+    static ROWS: [Row; MAX_CPUS] = [ROW; MAX_CPUS];
+
+    #[inline(always)]
+    pub fn record<C: LockClass>(contended: bool, spins: u64) {
+        let cpu = crate::arch::percpu::cpu_id_checked().unwrap_or(0);
+        let c = &ROWS[cpu].0[C::INDEX];
+        c.acquires.fetch_add(1, Ordering::Relaxed);
+        if contended {
+            c.contended.fetch_add(1, Ordering::Relaxed);
+            c.spins.fetch_add(spins, Ordering::Relaxed);
+        }
+    }
+
+    /// (acquires, contended, spins) of class `index`, summed over CPUs.
+    pub fn totals(index: usize) -> (u64, u64, u64) {
+        ROWS.iter().fold((0, 0, 0), |(a, c, s), row| {
+            let k = &row.0[index];
+            (
+                a + k.acquires.load(Ordering::Relaxed),
+                c + k.contended.load(Ordering::Relaxed),
+                s + k.spins.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    pub fn reset() {
+        for row in &ROWS {
+            for k in &row.0 {
+                k.acquires.store(0, Ordering::Relaxed);
+                k.contended.store(0, Ordering::Relaxed);
+                k.spins.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn print() {
+        for (i, name) in NAMES.iter().enumerate() {
+            let (a, c, s) = totals(i);
+            kprintln!("LOCKSTAT name={name} acquires={a} contended={c} spins={s}");
+        }
+    }
+}
+
+/// Counts one acquisition of a lock of class `C` (contended: the first
+/// try failed; `spins`: how often it looked again before it got it).
+#[inline(always)]
+pub fn record<C: super::LockClass>(contended: bool, spins: u64) {
+    #[cfg(feature = "lockstat")]
+    on::record::<C>(contended, spins);
+    #[cfg(not(feature = "lockstat"))]
+    let _ = (contended, spins);
+}
+
+/// Zeroes every counter (for a caller that wants one section's figures,
+/// e.g. a benchmark's timed section). Racy against concurrent counting by
+/// design: counts made during the reset may survive it.
+#[allow(dead_code)]
+pub fn reset() {
+    #[cfg(feature = "lockstat")]
+    on::reset();
+}
+
+/// Prints one `LOCKSTAT name=<class> acquires=<n> contended=<n> spins=<n>`
+/// line per class (CONTRACTS.md section 4); nothing without the feature.
+pub fn print() {
+    #[cfg(feature = "lockstat")]
+    on::print();
+}
