@@ -173,10 +173,7 @@ impl<T, C: LockClass> IrqRwLock<T, C> {
     pub fn read(&self) -> IrqReadGuard<'_, T> {
         let irq = IrqRestore::save_and_disable();
         let guard = if cfg!(feature = "lockstat") {
-            acquire::<C, _>(
-                || self.inner.try_read(),
-                || self.inner.writer_count() != 0,
-            )
+            acquire::<C, _>(|| self.inner.try_read(), || self.inner.writer_count() != 0)
         } else {
             self.inner.read()
         };

@@ -198,7 +198,7 @@ mod tests {
             seed ^= seed >> 7;
             seed ^= seed << 17;
             let cpu = (seed % CPUS as u64) as usize;
-            let alloc = (seed >> 8) % 3 != 0 || held.is_empty();
+            let alloc = !(seed >> 8).is_multiple_of(3) || held.is_empty();
             if alloc {
                 let m = &mut mags[cpu];
                 let got = m.pop().or_else(|| {

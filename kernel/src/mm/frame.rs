@@ -225,10 +225,7 @@ fn give_back(a: &mut Allocator, phys: u64) {
 
 /// Frames currently free: in the global allocator or in a CPU's cache.
 pub fn free_frames() -> u64 {
-    let cached: u64 = CACHES
-        .iter()
-        .map(|c| c.count.load(Ordering::Relaxed))
-        .sum();
+    let cached: u64 = CACHES.iter().map(|c| c.count.load(Ordering::Relaxed)).sum();
     FREE_FRAMES.load(Ordering::Relaxed) + cached
 }
 
