@@ -12,5 +12,6 @@ pub mod bootinfo;
 pub mod cmdline;
 pub mod cpuset;
 pub mod magazine;
+pub mod size_class;
 pub mod slots;
 pub mod timer_heap;

@@ -6,23 +6,23 @@
 //! rust-osdev group, and its first-fit list suits the kernel's large and
 //! long-lived allocations (tables, rings' bookkeeping, FPU areas). Alone it
 //! is one lock for every allocation on every CPU. So small requests (up
-//! to [`MAX_CACHED`] bytes, alignment up to [`CACHE_ALIGN`]) are rounded up
+//! to 2 KiB, alignment up to 16: `klib::size_class`) are rounded up
 //! to a power-of-two size class and served from this CPU's magazine for
 //! that class (`klib::magazine`); an empty magazine takes a batch from the
 //! list in one visit (one block, cut in pieces), a full one gives a batch
-//! back. Everything else goes straight to the list. Why not a crate built
-//! for per-CPU allocation: the ones we looked at (talc, buddy_system_
-//! allocator, slabmalloc) are single-lock or need page-level hooks and a
-//! per-CPU story of their own; a magazine layer is 100 lines over an
-//! allocator we already trust, and keeps the accounting below exact.
+//! back. Everything else goes straight to the list. Why no crate for
+//! this: the common `no_std` allocators (talc, buddy_system_allocator,
+//! this one) are one heap behind one lock; a per-CPU front end needs the
+//! kernel's own CPU identity, interrupt-safe locks and budget rules
+//! anyway, and as a magazine layer (bookkeeping in `klib`, host-tested)
+//! it stays small and keeps the accounting below exact.
 //!
 //! Accounting: [`used_bytes`] is what callers hold: the list's used bytes
 //! minus the bytes sitting in CPU caches (a cached object counts as free).
 //! It is exact whenever no allocation is in flight (boot checks, MEMSTAT).
 //! A small object costs its class size. When the list cannot satisfy a
 //! request, every CPU's caches go back to it and the request is tried
-//! again, so caching never makes an allocation fail that would have
-//! succeeded without it. The budget pool (`mm::budget::HEAP_POOL_BYTES`)
+//! again, so no free memory stays out of reach in another CPU's cache. The budget pool (`mm::budget::HEAP_POOL_BYTES`)
 //! leaves room for what the caches hold ([`MAX_CACHED_BYTES_PER_CPU`] per
 //! CPU).
 //!
@@ -37,6 +37,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
 
 use klib::magazine::{self, Magazine};
+use klib::size_class;
 use linked_list_allocator::Heap;
 
 use crate::arch::acpi::MAX_CPUS;
@@ -46,44 +47,24 @@ use crate::sync::{class, CachePadded, IrqMutex};
 /// Heap size: enough for thousands of threads and their FPU areas.
 pub const HEAP_BYTES: u64 = 48 << 20;
 
-/// The size classes served from per-CPU caches (powers of two).
-const CLASSES: [usize; 8] = [16, 32, 64, 128, 256, 512, 1024, 2048];
-/// The largest cached request.
-pub const MAX_CACHED: usize = CLASSES[CLASSES.len() - 1];
-/// The largest alignment a cached request may ask for; every cached
-/// block is aligned to it.
-pub const CACHE_ALIGN: usize = 16;
 /// Objects a magazine holds at most (small classes).
 const MAGAZINE_SLOTS: usize = 32;
 /// Bytes one class's magazine holds at most (large classes hold fewer).
 const CLASS_CACHE_BYTES: usize = 8 << 10;
 /// Bytes one CPU's caches hold at most.
-pub const MAX_CACHED_BYTES_PER_CPU: usize = {
-    let mut sum = 0;
-    let mut i = 0;
-    while i < CLASSES.len() {
-        sum += limit(i) * CLASSES[i];
-        i += 1;
-    }
-    sum
-};
+pub const MAX_CACHED_BYTES_PER_CPU: usize =
+    size_class::max_cached_bytes(MAGAZINE_SLOTS, CLASS_CACHE_BYTES);
+const CLASSES: [usize; 8] = size_class::CLASSES;
+const CACHE_ALIGN: usize = size_class::ALIGN;
 
 /// Objects class `i`'s magazine holds at most.
 const fn limit(i: usize) -> usize {
-    let by_bytes = CLASS_CACHE_BYTES / CLASSES[i];
-    if by_bytes < MAGAZINE_SLOTS {
-        by_bytes
-    } else {
-        MAGAZINE_SLOTS
-    }
+    size_class::limit(i, MAGAZINE_SLOTS, CLASS_CACHE_BYTES)
 }
 
 /// The size class of `layout`, if it is cached.
 fn class_of(layout: Layout) -> Option<usize> {
-    if layout.align() > CACHE_ALIGN || layout.size() > MAX_CACHED {
-        return None;
-    }
-    CLASSES.iter().position(|&c| c >= layout.size())
+    size_class::class_of(layout.size(), layout.align())
 }
 
 /// The block a class-`i` object occupies in the list.
