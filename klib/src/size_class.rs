@@ -88,8 +88,8 @@ mod tests {
     fn limits_bound_count_and_bytes() {
         assert_eq!(limit(0, 32, 8192), 32);
         assert_eq!(limit(7, 32, 8192), 4);
-        for i in 0..CLASSES.len() {
-            assert!(limit(i, 32, 8192) * CLASSES[i] <= 8192);
+        for (i, class) in CLASSES.iter().enumerate() {
+            assert!(limit(i, 32, 8192) * class <= 8192);
         }
         assert_eq!(
             max_cached_bytes(32, 8192),
