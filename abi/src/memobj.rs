@@ -194,7 +194,9 @@ mod tests {
 
     #[test]
     fn read_only_never_maps_writable() {
-        let ro = MemRights::ALL.restrict(MemRights::READ_ONLY.bits()).unwrap();
+        let ro = MemRights::ALL
+            .restrict(MemRights::READ_ONLY.bits())
+            .unwrap();
         assert_eq!(
             ro.check_map(MapFlags::from_bits(MapFlags::WRITE).unwrap()),
             Err(Error::Denied)
@@ -242,7 +244,10 @@ mod tests {
         );
         assert_eq!(check_fixed(OBJ_BASE + 8, PAGE_SIZE), Err(Error::BadAddress));
         assert_eq!(check_fixed(0, PAGE_SIZE), Err(Error::BadAddress));
-        assert_eq!(check_fixed(u64::MAX - 10, PAGE_SIZE), Err(Error::BadAddress));
+        assert_eq!(
+            check_fixed(u64::MAX - 10, PAGE_SIZE),
+            Err(Error::BadAddress)
+        );
     }
 
     #[test]
@@ -279,7 +284,10 @@ mod tests {
         // An address outside the mapping is private.
         assert_eq!(
             ParkKey::derive(1, a.end, Some(a)),
-            ParkKey::Private { pid: 1, addr: a.end }
+            ParkKey::Private {
+                pid: 1,
+                addr: a.end
+            }
         );
     }
 
@@ -300,10 +308,7 @@ mod tests {
                 object: 8,
                 offset: 0,
             },
-            ParkKey::Private {
-                pid: 7,
-                addr: 4096,
-            },
+            ParkKey::Private { pid: 7, addr: 4096 },
         ] {
             assert!(!(lo <= other && other <= hi));
         }

@@ -58,9 +58,7 @@ impl Cap {
     /// (with the same rights); `Denied` for anything else.
     pub fn transfer(&self) -> Result<Cap, Error> {
         match self {
-            Cap::MemObject(_, rights)
-                if rights.contains(abi::memobj::MemRights::TRANSFER) =>
-            {
+            Cap::MemObject(_, rights) if rights.contains(abi::memobj::MemRights::TRANSFER) => {
                 Ok(self.clone())
             }
             c => Cap::grant(c.kind()).ok_or(Error::Denied),

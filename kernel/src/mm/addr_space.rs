@@ -522,7 +522,7 @@ impl AddrSpace {
         while page < obj.pages() {
             {
                 let inner = self.inner.lock();
-                if inner.dead || !inner.objs.get(&start).is_some_and(|m| m.id == id) {
+                if inner.dead || inner.objs.get(&start).is_none_or(|m| m.id != id) {
                     return Err(SpaceError::BadAddress);
                 }
                 let stop = (page + OBJ_MAP_BATCH).min(obj.pages());

@@ -70,7 +70,7 @@ impl MemObject {
             };
             crate::arch::zero_page(f.virt());
             obj.frames.push(f);
-            if obj.frames.len() % ZERO_BATCH == 0 {
+            if obj.frames.len().is_multiple_of(ZERO_BATCH) {
                 crate::smp::answer_requests();
             }
         }

@@ -112,9 +112,17 @@ fn stale_handle() -> Result<(), Fail> {
     let stale = copy.slot();
     copy.close().ctx("close copy")?;
     let got = sys::memobj_info(stale);
-    ensure!(got == Err(Error::BadSlot), "info on a closed handle: {:?}", got);
+    ensure!(
+        got == Err(Error::BadSlot),
+        "info on a closed handle: {:?}",
+        got
+    );
     let got = sys::memobj_map(stale, 0, 0);
-    ensure!(got == Err(Error::BadSlot), "map of a closed handle: {:?}", got);
+    ensure!(
+        got == Err(Error::BadSlot),
+        "map of a closed handle: {:?}",
+        got
+    );
     // The mapping keeps the object alive after its last handle goes.
     let m = obj.map(true).ctx("map")?;
     obj.close().ctx("close")?;
@@ -131,7 +139,12 @@ fn stale_handle() -> Result<(), Fail> {
     );
     m.unmap().ctx("unmap")?;
     let after = free_frames()?;
-    ensure!(after == before, "frames: {} before, {} after", before, after);
+    ensure!(
+        after == before,
+        "frames: {} before, {} after",
+        before,
+        after
+    );
     Ok(())
 }
 
@@ -139,8 +152,8 @@ fn unmap_wakes() -> Result<(), Fail> {
     let obj = MemObject::create(1).ctx("create")?;
     let m = obj.map(true).ctx("map")?;
     let addr = m.addr() + PARK_WORD;
-    let token = sys::submit(sys::sqe(Op::Park, SELF_SLOT, &[addr, 0, TIMEOUT_NEVER]))
-        .ctx("submit park")?;
+    let token =
+        sys::submit(sys::sqe(Op::Park, SELF_SLOT, &[addr, 0, TIMEOUT_NEVER])).ctx("submit park")?;
     m.unmap().ctx("unmap")?;
     let c = sys::wait_for(token);
     sys::check(&c).ctx("park")?;
@@ -198,11 +211,7 @@ fn ping_pong(spawner: u32, console: u32) -> Result<(), Fail> {
     let obj = MemObject::create(1).ctx("create")?;
     let m = obj.map(true).ctx("map")?;
     let rounds = smoke::num(ROUNDS);
-    let c = spawn(
-        spawner,
-        &["pong", rounds.as_str()],
-        &[console, obj.slot()],
-    )?;
+    let c = spawn(spawner, &["pong", rounds.as_str()], &[console, obj.slot()])?;
     play(&m, 0, ROUNDS)?;
     expect_exit(c, "pong", ExitKind::Exited, 0)?;
     let total = wide(&m, COUNTER)?.load(Ordering::Acquire);
@@ -261,18 +270,33 @@ fn read_only(spawner: u32, console: u32) -> Result<(), Fail> {
     let (_, rights) = ro.info().ctx("info")?;
     ensure!(rights == MemRights::READ_ONLY, "restricted to {:?}", rights);
     let got = ro.map(true).map(|_| ());
-    ensure!(got.is_err_and(|e| e == Error::Denied), "read-only mapped writable: {:?}", got);
+    ensure!(
+        got.is_err_and(|e| e == Error::Denied),
+        "read-only mapped writable: {:?}",
+        got
+    );
     let got = ro.restrict(MemRights::ALL).map(|_| ());
-    ensure!(got.is_err_and(|e| e == Error::Denied), "read-only widened: {:?}", got);
+    ensure!(
+        got.is_err_and(|e| e == Error::Denied),
+        "read-only widened: {:?}",
+        got
+    );
     // Without TRANSFER a handle stays home.
     let home = ro.restrict(MemRights::READ).ctx("restrict read")?;
     let got = process::spawn(spawner, NAME, &["ro"], &[console, home.slot()]).map(|_| ());
-    ensure!(got.is_err_and(|e| e == Error::Denied), "spawn with an untransferable handle: {:?}", got);
+    ensure!(
+        got.is_err_and(|e| e == Error::Denied),
+        "spawn with an untransferable handle: {:?}",
+        got
+    );
     home.close().ctx("close")?;
     let c = spawn(spawner, &["ro"], &[console, ro.slot()])?;
     // The child's store to its read-only mapping is a page fault (#PF, 14).
     expect_exit(c, "read-only child", ExitKind::Faulted, 14)?;
-    ensure!(word(&m, 0)?.load(Ordering::Acquire) == MAGIC, "read-only child changed the page");
+    ensure!(
+        word(&m, 0)?.load(Ordering::Acquire) == MAGIC,
+        "read-only child changed the page"
+    );
     ro.close().ctx("close")?;
     m.unmap().ctx("unmap")?;
     obj.close().ctx("close")?;
@@ -307,7 +331,12 @@ fn kill_parked(spawner: u32, console: u32, timer: u32) -> Result<(), Fail> {
     m.unmap().ctx("unmap")?;
     obj.close().ctx("close")?;
     let after = free_frames()?;
-    ensure!(after == before, "frames: {} before, {} after", before, after);
+    ensure!(
+        after == before,
+        "frames: {} before, {} after",
+        before,
+        after
+    );
     Ok(())
 }
 
@@ -369,10 +398,18 @@ fn child_body(role: &str, a: &Args) -> Result<(), Fail> {
         }
         "ro" => {
             let got = obj.map(true).map(|_| ());
-            ensure!(got.is_err_and(|e| e == Error::Denied), "writable map: {:?}", got);
+            ensure!(
+                got.is_err_and(|e| e == Error::Denied),
+                "writable map: {:?}",
+                got
+            );
             let m = obj.map(false).ctx("map read-only")?;
             let w = word(&m, 0)?;
-            ensure!(w.load(Ordering::Acquire) == MAGIC, "read {:#x}", w.load(Ordering::Acquire));
+            ensure!(
+                w.load(Ordering::Acquire) == MAGIC,
+                "read {:#x}",
+                w.load(Ordering::Acquire)
+            );
             // This store faults: the process ends here, Faulted.
             w.store(1, Ordering::Release);
             fail!("a store to a read-only mapping succeeded")
