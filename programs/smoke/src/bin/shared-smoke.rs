@@ -7,7 +7,15 @@
 //!   the last handle of a mapped object keeps the mapping usable, and
 //!   unmapping it gives every frame back;
 //! - a park on a word of a mapping that this process unmaps wakes with
-//!   `Unmapped`;
+//!   `Unmapped`; an unpark through a second mapping of the same object
+//!   (another address, same process) wakes a park made through the first;
+//! - hostile arguments: sizes 0 and past `MEMOBJ_PAGES_MAX`, unknown flag
+//!   and rights bits (`Invalid`), fixed addresses unaligned, outside the
+//!   window or overlapping (`BadAddress` / `Invalid`), unmapping what is
+//!   not a mapping start (`BadAddress`), memory-object operations on other
+//!   kinds and other operations on a memory object (`Denied`), creating
+//!   objects until the budget says `NoMemory`, mapping one object until
+//!   the per-space limit says `NoMemory`; afterwards every frame is back;
 //! - ping-pong: parent and child map one object at different addresses and
 //!   pass the turn 10,000 times each way through a shared mutex and
 //!   condvar; the shared counter ends at exactly 20,000;
@@ -73,6 +81,8 @@ fn body(a: &Args) -> Result<(), Fail> {
     let console = need_cap(a, CapKind::Console)?;
     stale_handle()?;
     unmap_wakes()?;
+    two_mappings()?;
+    hostile(console)?;
     ping_pong(spawner, console)?;
     contention(spawner, console)?;
     read_only(spawner, console)?;
@@ -163,6 +173,199 @@ fn unmap_wakes() -> Result<(), Fail> {
         c.value0
     );
     obj.close().ctx("close")?;
+    Ok(())
+}
+
+fn two_mappings() -> Result<(), Fail> {
+    let obj = MemObject::create(2).ctx("create")?;
+    let a = obj.map(true).ctx("map a")?;
+    let b = obj.map(false).ctx("map b")?;
+    ensure!(a.addr() != b.addr(), "two mappings at one address");
+    let token = sys::submit(sys::sqe(
+        Op::Park,
+        SELF_SLOT,
+        &[a.addr() + 4096 + PARK_WORD, 0, TIMEOUT_NEVER],
+    ))
+    .ctx("submit park")?;
+    // Same object and offset through the read-only mapping: same word.
+    let woken = sys::unpark(word(&b, 4096 + PARK_WORD)?, 1).ctx("unpark")?;
+    ensure!(
+        woken == 1,
+        "unpark through the second mapping woke {}",
+        woken
+    );
+    let c = sys::wait_for(token);
+    sys::check(&c).ctx("park")?;
+    ensure!(
+        ParkResult::from_raw(c.value0) == Some(ParkResult::Woken),
+        "park ended with {}",
+        c.value0
+    );
+    // A different offset is a different word.
+    let woken = sys::unpark(word(&b, PARK_WORD)?, 1).ctx("unpark")?;
+    ensure!(woken == 0, "unpark of another word woke {}", woken);
+    a.unmap().ctx("unmap a")?;
+    b.unmap().ctx("unmap b")?;
+    obj.close().ctx("close")?;
+    Ok(())
+}
+
+fn expect_err(
+    what: &str,
+    got: Result<impl core::fmt::Debug, Error>,
+    want: Error,
+) -> Result<(), Fail> {
+    match got {
+        Err(e) if e == want => Ok(()),
+        other => fail!(
+            "{}: {:?}, expected {}",
+            what,
+            other.map(|_| ()),
+            want.name()
+        ),
+    }
+}
+
+fn hostile(console: u32) -> Result<(), Fail> {
+    use abi::layout::{OBJ_BASE, OBJ_END};
+    use abi::limits::{MEMOBJ_MAPPINGS_MAX, MEMOBJ_PAGES_MAX};
+    let before = free_frames()?;
+    expect_err("create 0", sys::memobj_create(0), Error::Invalid)?;
+    expect_err(
+        "create too big",
+        sys::memobj_create(MEMOBJ_PAGES_MAX + 1),
+        Error::Invalid,
+    )?;
+    expect_err(
+        "create u64::MAX",
+        sys::memobj_create(u64::MAX),
+        Error::Invalid,
+    )?;
+    let obj = MemObject::create(2).ctx("create")?;
+    let s = obj.slot();
+    expect_err("map flags", sys::memobj_map(s, 4, 0), Error::Invalid)?;
+    expect_err(
+        "map fixed unaligned",
+        sys::memobj_map(s, 3, OBJ_BASE + 8),
+        Error::BadAddress,
+    )?;
+    expect_err(
+        "map fixed below",
+        sys::memobj_map(s, 3, OBJ_BASE - 4096),
+        Error::BadAddress,
+    )?;
+    expect_err(
+        "map fixed past end",
+        sys::memobj_map(s, 3, OBJ_END - 4096),
+        Error::BadAddress,
+    )?;
+    expect_err(
+        "map fixed kernel",
+        sys::memobj_map(s, 3, 0xffff_8000_0000_0000),
+        Error::BadAddress,
+    )?;
+    let fixed = OBJ_BASE + 0x20_0000_0000;
+    let m = obj.map_at(fixed, true).ctx("map fixed")?;
+    ensure!(m.addr() == fixed, "fixed map at {:#x}", m.addr());
+    expect_err(
+        "map overlapping",
+        sys::memobj_map(s, 3, fixed + 4096),
+        Error::Invalid,
+    )?;
+    expect_err(
+        "map overlapping below",
+        sys::memobj_map(s, 3, fixed - 4096),
+        Error::Invalid,
+    )?;
+    expect_err(
+        "unmap inside",
+        sys::memobj_unmap(fixed + 4096),
+        Error::BadAddress,
+    )?;
+    expect_err(
+        "unmap nothing",
+        sys::memobj_unmap(OBJ_BASE + 0x30_0000_0000),
+        Error::BadAddress,
+    )?;
+    expect_err(
+        "unmap anon",
+        sys::memobj_unmap(abi::layout::ANON_BASE),
+        Error::BadAddress,
+    )?;
+    expect_err("restrict bits", sys::cap_restrict(s, 8), Error::Invalid)?;
+    expect_err(
+        "restrict on console",
+        sys::cap_restrict(console, 1),
+        Error::Denied,
+    )?;
+    expect_err("map console", sys::memobj_map(console, 0, 0), Error::Denied)?;
+    expect_err("info on self", sys::memobj_info(SELF_SLOT), Error::Denied)?;
+    expect_err(
+        "create on memobj",
+        smoke::raw_call(Op::MemObjCreate, s, &[1]),
+        Error::Denied,
+    )?;
+    expect_err(
+        "unmap on memobj",
+        smoke::raw_call(Op::MemObjUnmap, s, &[fixed]),
+        Error::Denied,
+    )?;
+    expect_err(
+        "console write on memobj",
+        sys::raw_console_write(s, fixed, 4),
+        Error::Denied,
+    )?;
+    m.unmap().ctx("unmap fixed")?;
+    // The window now has room again at that address.
+    obj.map_at(fixed, false)
+        .ctx("map fixed again")?
+        .unmap()
+        .ctx("unmap")?;
+    // Mappings per space: at most MEMOBJ_MAPPINGS_MAX.
+    let mut addrs = [0u64; MEMOBJ_MAPPINGS_MAX];
+    for a in addrs.iter_mut() {
+        *a = sys::memobj_map(s, 0, 0).ctx("map many")?;
+    }
+    expect_err(
+        "map past the limit",
+        sys::memobj_map(s, 0, 0),
+        Error::NoMemory,
+    )?;
+    for a in addrs {
+        sys::memobj_unmap(a).ctx("unmap many")?;
+    }
+    obj.close().ctx("close")?;
+    // Objects until the budget (or memory) says no; then all back.
+    let mut slots = [0u32; 64];
+    let mut n = 0;
+    let stop = loop {
+        if n == slots.len() {
+            fail!("64 objects of {} pages fit in the budget", MEMOBJ_PAGES_MAX);
+        }
+        match sys::memobj_create(MEMOBJ_PAGES_MAX) {
+            Ok((slot, _)) => {
+                slots[n] = slot;
+                n += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    ensure!(
+        stop == Error::NoMemory && n > 0,
+        "create stopped after {} with {}",
+        n,
+        stop.name()
+    );
+    for slot in &slots[..n] {
+        sys::cap_close(*slot).ctx("close object")?;
+    }
+    let after = free_frames()?;
+    ensure!(
+        after == before,
+        "frames: {} before, {} after",
+        before,
+        after
+    );
     Ok(())
 }
 
