@@ -91,6 +91,7 @@ impl Bucket {
         if q.is_empty() {
             self.words.remove(&key);
         }
+        removed(key);
         Some(p)
     }
 
@@ -100,7 +101,52 @@ impl Bucket {
         if q.is_empty() {
             self.words.remove(&key);
         }
+        removed(key);
         Some((seq, p))
+    }
+}
+
+/// Parkers queued on shared keys, plus parks of object-window words in
+/// progress. A park counts itself *before* it reads the word's provenance,
+/// and an unmap or teardown reads the count only *after* removing its
+/// mappings from the provenance map: a park that saw the old mapping is
+/// therefore counted, and a count of 0 means no sweep can find anything
+/// (unmapping and exits skip the 256-bucket sweep in the common case).
+static SHARED_PARKED: AtomicU64 = AtomicU64::new(0);
+
+fn removed(key: ParkKey) {
+    if matches!(key, ParkKey::Shared { .. }) {
+        SHARED_PARKED.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A park's provisional place in [`SHARED_PARKED`]: given back on drop
+/// unless the park queued itself on a shared key (then the entry holds it).
+struct SharedCount(bool);
+
+impl SharedCount {
+    fn take(addr: u64) -> SharedCount {
+        let counted = in_object_window(addr);
+        if counted {
+            SHARED_PARKED.fetch_add(1, Ordering::SeqCst);
+        }
+        SharedCount(counted)
+    }
+
+    /// The park queued on `key`: a shared entry keeps the count.
+    fn queued(mut self, key: ParkKey) {
+        if matches!(key, ParkKey::Shared { .. }) {
+            debug_assert!(self.0, "shared key outside the object window");
+            self.0 = false;
+        }
+    }
+}
+
+impl Drop for SharedCount {
+    fn drop(&mut self) {
+        if self.0 {
+            SHARED_PARKED.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -135,10 +181,20 @@ fn complete(w: &Parked, key: ParkKey, seq: u64, r: ParkResult) -> bool {
 }
 
 /// The key of the word at `addr` for thread `t`'s process, as its
-/// mapping says now.
+/// mapping says now. Object mappings live only in the object window, so a
+/// word outside it is private without a look at the address space (an
+/// unpark of a private word takes no space lock at all).
 fn key_of(t: &Thread, addr: u64) -> ParkKey {
-    let prov = t.process.space.provenance(addr).map(|(p, _)| p);
+    let prov = if in_object_window(addr) {
+        t.process.space.provenance(addr).map(|(p, _)| p)
+    } else {
+        None
+    };
     ParkKey::derive(t.process.pid, addr, prov)
+}
+
+fn in_object_window(addr: u64) -> bool {
+    (abi::layout::OBJ_BASE..abi::layout::OBJ_END).contains(&addr)
 }
 
 /// Park(addr, expected, timeout_ns).
@@ -146,6 +202,7 @@ pub fn park(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let (addr, timeout) = (sqe.args[0], sqe.args[2]);
     let expected = u32::try_from(sqe.args[1]).map_err(|_| Error::Invalid)?;
     let p = &t.process;
+    let count = SharedCount::take(addr);
     let mut key = key_of(t, addr);
     for _ in 0..KEY_TRIES {
         let mut b = bucket(key).lock();
@@ -187,6 +244,7 @@ pub fn park(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
             },
         );
         t.inner.lock().parks.insert((key, seq));
+        count.queued(key);
         return Ok(Outcome::Later);
     }
     Err(Error::Busy)
@@ -264,6 +322,9 @@ pub fn peer_gone(object: u64, pid: u64) -> u64 {
 /// selects: every bucket, a range query over the object's keys, at most
 /// [`WAKE_BATCH`] per lock hold, resuming after the last entry looked at.
 fn sweep(object: u64, r: ParkResult, pick: impl Fn(&Parked) -> bool) -> u64 {
+    if SHARED_PARKED.load(Ordering::SeqCst) == 0 {
+        return 0;
+    }
     let (lo, hi) = ParkKey::object_range(object);
     let mut woken = 0;
     for b in TABLE.iter() {

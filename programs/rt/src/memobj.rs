@@ -245,3 +245,27 @@ impl<'a> SharedCondvar<'a> {
         let _ = sys::unpark(self.seq, u64::from(u32::MAX));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_stay_inside_the_mapping() {
+        let buf = [0u64; 4];
+        let m = Mapping {
+            addr: buf.as_ptr() as u64,
+            len: 32,
+        };
+        assert!(m.u32_at(0).is_some());
+        assert!(m.u32_at(28).is_some());
+        assert!(m.u32_at(30).is_none(), "unaligned");
+        assert!(m.u32_at(32).is_none(), "past the end");
+        assert!(m.u32_at(u64::MAX - 2).is_none(), "wraps");
+        assert!(m.u64_at(24).is_some());
+        assert!(m.u64_at(28).is_none(), "unaligned");
+        assert!(m.u64_at(32).is_none(), "past the end");
+        m.u32_at(4).unwrap().store(9, Ordering::Relaxed);
+        assert_eq!(m.u64_at(0).unwrap().load(Ordering::Relaxed), 9 << 32);
+    }
+}
