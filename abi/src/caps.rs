@@ -31,6 +31,9 @@ pub enum CapKind {
     Process = 6,
     /// A thread of the holder's process: join, CPU record.
     Thread = 7,
+    /// A memory object: map, restrict, pass to a child (its rights are
+    /// [`crate::memobj::MemRights`]).
+    MemObject = 8,
 }
 
 impl CapKind {
@@ -52,6 +55,7 @@ impl CapKind {
             CapKind::SelfProcess => "self",
             CapKind::Process => "process",
             CapKind::Thread => "thread",
+            CapKind::MemObject => "memobj",
         }
     }
 
@@ -70,6 +74,7 @@ impl CapKind {
             CapKind::SelfProcess,
             CapKind::Process,
             CapKind::Thread,
+            CapKind::MemObject,
         ]
         .into_iter()
         .find(|k| *k as u32 == raw)
@@ -89,5 +94,8 @@ mod tests {
         assert_eq!(CapKind::from_name("self"), None);
         assert_eq!(CapKind::from_name("root"), None);
         assert_eq!(CapKind::from_raw(0), None);
+        // Memory objects travel only through Spawn, never by manifest name.
+        assert_eq!(CapKind::from_raw(8), Some(CapKind::MemObject));
+        assert_eq!(CapKind::from_name("memobj"), None);
     }
 }

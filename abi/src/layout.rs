@@ -5,6 +5,7 @@
 //! 0x0000_0000_0040_0000  USER_IMAGE_BASE: program ELF segments (linked here)
 //! 0x0000_1000_0000_0000  RING_BASE: per-thread rings, RING_STRIDE apart
 //! 0x0000_2000_0000_0000  ANON_BASE: anonymous memory (MEM_MAP), bump-allocated
+//! 0x0000_3000_0000_0000  OBJ_BASE: memory-object mappings (MemObjMap)
 //! 0x0000_7fff_fffe_0000  STARTUP_ADDR: the start-up block (read-only)
 //! 0x0000_7fff_ffef_f000  main stack top, one unmapped guard page below it
 //! 0x0000_8000_0000_0000  USER_END (exclusive): the kernel half starts above
@@ -33,3 +34,9 @@ pub const USER_IMAGE_END: u64 = RING_BASE;
 pub const ANON_BASE: u64 = 0x0000_2000_0000_0000;
 /// End (exclusive) of the anonymous-memory area.
 pub const ANON_END: u64 = 0x0000_3000_0000_0000;
+/// Start of the window where memory objects are mapped (MemObjMap): the
+/// kernel picks addresses here, and a fixed address must lie here too, so
+/// object mappings never meet anonymous, ring or image memory.
+pub const OBJ_BASE: u64 = 0x0000_3000_0000_0000;
+/// End (exclusive) of the memory-object window.
+pub const OBJ_END: u64 = 0x0000_4000_0000_0000;

@@ -23,6 +23,7 @@ pub mod initrd;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
+pub mod memobj;
 pub mod op;
 pub mod ring;
 pub mod startup;

@@ -77,3 +77,13 @@ pub const KERNEL_KIB_MAX: u32 = 1_048_576;
 /// reading, so a huge or endless file is refused without being read; our
 /// manifests are a few KiB.
 pub const MANIFEST_FILE_MAX: u64 = 1 << 20;
+
+/// Largest memory object, in pages (4 MiB). Its frames are zeroed and
+/// mapped eagerly, so this bounds one MemObjCreate's and one MemObjMap's
+/// work; every page is also charged to the creator's kernel-memory budget
+/// (4 KiB each), which bounds how many objects a program can hold.
+pub const MEMOBJ_PAGES_MAX: u64 = 1024;
+
+/// Most memory-object mappings one address space holds at once; a lookup
+/// from an address to its mapping is O(log n) in this number.
+pub const MEMOBJ_MAPPINGS_MAX: usize = 256;

@@ -77,6 +77,27 @@ pub enum Op {
     /// value1 = the account's budget in bytes. A program and every process
     /// it spawns share one account.
     KernelMem = 21,
+    /// self: create a memory object of `args[0]` zero-filled pages (1 ..=
+    /// [`crate::limits::MEMOBJ_PAGES_MAX`]), charged to the caller's
+    /// budget. result = slot of a handle with every right
+    /// ([`crate::memobj::MemRights::ALL`]), value0 = its size in bytes.
+    MemObjCreate = 22,
+    /// memobj: map the whole object into the caller's space. `args[0]` =
+    /// [`crate::memobj::MapFlags`] bits, `args[1]` = the address when
+    /// `MapFlags::FIXED` is set (page-aligned, inside `OBJ_BASE..OBJ_END`).
+    /// Needs READ, and WRITE for a writable mapping (else `Denied`).
+    /// result 0, value0 = the address.
+    MemObjMap = 23,
+    /// self: unmap the object mapping that starts at `args[0]` (shoots
+    /// down the CPUs running the process). Threads of the caller parked on
+    /// a word in it complete with [`ParkResult::Unmapped`]. result 0.
+    MemObjUnmap = 24,
+    /// memobj: a new handle to the same object with rights `args[0]`, which
+    /// must be a subset of the handle's own (else `Denied`). result = its slot.
+    CapRestrict = 25,
+    /// memobj: result 0, value0 = the object's size in bytes, value1 = the
+    /// handle's rights bits.
+    MemObjInfo = 26,
 }
 
 /// Largest single console write.
@@ -92,7 +113,7 @@ impl Op {
     /// Decodes a raw opcode.
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
-        const ALL: [Op; 22] = [
+        const ALL: [Op; 27] = [
             Nop,
             ConsoleWrite,
             TimerNow,
@@ -115,6 +136,11 @@ impl Op {
             MemStats,
             SetTls,
             KernelMem,
+            MemObjCreate,
+            MemObjMap,
+            MemObjUnmap,
+            CapRestrict,
+            MemObjInfo,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -140,7 +166,9 @@ pub struct SpawnArgs {
     pub argv: u64,
     /// Number of arguments.
     pub argc: u64,
-    /// Pointer to `ncaps` u32 slots of the caller's table to pass on, in order.
+    /// Pointer to `ncaps` u32 slots of the caller's table to pass on, in
+    /// order. Grantable kinds and memory-object handles with the TRANSFER
+    /// right travel; a memory-object handle keeps its rights.
     pub caps: u64,
     /// Number of capabilities.
     pub ncaps: u64,
@@ -177,6 +205,13 @@ pub enum ParkResult {
     TimedOut = 1,
     /// The word no longer held the expected value; it never slept.
     ValueChanged = 2,
+    /// An error wake: the caller's own mapping of the memory object that
+    /// holds the word was unmapped (MemObjUnmap) while it was parked.
+    Unmapped = 3,
+    /// An error wake: another process that had the word's memory object
+    /// mapped ended while the caller was parked (a peer died: check the
+    /// shared state before waiting again).
+    PeerGone = 4,
 }
 
 impl ParkResult {
@@ -186,6 +221,8 @@ impl ParkResult {
             ParkResult::Woken,
             ParkResult::TimedOut,
             ParkResult::ValueChanged,
+            ParkResult::Unmapped,
+            ParkResult::PeerGone,
         ]
         .into_iter()
         .find(|k| *k as u64 == raw)
@@ -198,10 +235,17 @@ mod tests {
 
     #[test]
     fn opcodes_round_trip() {
-        for raw in 0..=21 {
+        for raw in 0..=26 {
             assert_eq!(Op::from_raw(raw).map(|o| o as u32), Some(raw));
         }
-        assert_eq!(Op::from_raw(22), None);
         assert_eq!(Op::from_raw(u32::MAX), None);
+    }
+
+    #[test]
+    fn park_results_round_trip() {
+        for raw in 0..=4 {
+            assert_eq!(ParkResult::from_raw(raw).map(|r| r as u64), Some(raw));
+        }
+        assert_eq!(ParkResult::from_raw(5), None);
     }
 }

@@ -5,6 +5,7 @@
 //! created later take the lowest free slot. Process handles keep the
 //! process record (not its resources) alive so a late wait still gets the
 //! status; thread handles hold a generation-checked reference only.
+//! Memory-object handles keep the object alive and carry their rights.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -12,6 +13,7 @@ use alloc::vec::Vec;
 use abi::caps::{CapKind, MAX_SLOTS};
 use abi::error::Error;
 
+use crate::mm::memobj::MemObject;
 use crate::proc::Process;
 use crate::sched::thread::ThreadRef;
 
@@ -32,6 +34,8 @@ pub enum Cap {
     Process(Arc<Process>),
     /// A thread of the holder's process.
     Thread(ThreadRef),
+    /// A memory object, with what this handle may do with it.
+    MemObject(Arc<MemObject>, abi::memobj::MemRights),
 }
 
 impl Cap {
@@ -45,6 +49,19 @@ impl Cap {
             Cap::Stats => CapKind::Stats,
             Cap::Process(_) => CapKind::Process,
             Cap::Thread(_) => CapKind::Thread,
+            Cap::MemObject(..) => CapKind::MemObject,
+        }
+    }
+
+    /// What a child receives when this capability is passed at Spawn:
+    /// grantable kinds, and memory-object handles with the TRANSFER right
+    /// (with the same rights); `Denied` for anything else.
+    pub fn transfer(&self) -> Result<Cap, Error> {
+        match self {
+            Cap::MemObject(_, rights) if rights.contains(abi::memobj::MemRights::TRANSFER) => {
+                Ok(self.clone())
+            }
+            c => Cap::grant(c.kind()).ok_or(Error::Denied),
         }
     }
 

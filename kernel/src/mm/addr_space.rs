@@ -6,6 +6,14 @@
 //! a zeroed frame on first touch: zeroing is ring-0 work, expensive where
 //! guest kernel code is emulated, so only touched pages pay for it.
 //!
+//! Memory-object mappings live in their own window (`OBJ_BASE..OBJ_END`)
+//! and are mapped eagerly, every page at MemObjMap time (the frames are
+//! the object's, so there is nothing to fault in). Each one is recorded in
+//! `objs`, keyed by start address: the provenance of a user address, which
+//! object and offset back it, is one `range(..=va).next_back()` away
+//! (O(log n), no scan). The space holds an `Arc` of each mapped object and
+//! drops it only after the unmapping was shot down.
+//!
 //! `active` is the set of CPUs that have this space loaded in CR3; an
 //! unmapping shoots down exactly those (and flushes locally) before the
 //! frames are freed. Lock order: the space lock is taken after thread and
@@ -16,15 +24,42 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use abi::layout::{PAGE_SIZE, USER_END};
+use abi::memobj::Provenance;
 
 use super::budget::{self, Account, Kind};
 use super::frame::{self, Frame};
+use super::memobj::MemObject;
 use super::paging::{self, flags};
 use crate::sync::IrqMutex;
 
 /// Most demand-zero regions one address space may hold (each `MemMap` adds
 /// one; a demand fault finds its region in O(log n)).
 const MAX_LAZY_REGIONS: usize = 4096;
+
+/// Pages of an object mapped between two answers to other CPUs' requests.
+const OBJ_MAP_BATCH: u64 = 32;
+
+/// Mapping ids, never reused: a parker records the mapping it parked
+/// through, and unmapping wakes exactly those parkers.
+static NEXT_MAP_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One memory-object mapping: `[start, end)` shows the whole object.
+struct ObjMapping {
+    end: u64,
+    obj: Arc<MemObject>,
+    id: u64,
+}
+
+/// The object mappings a teardown took out of a space, after its
+/// shootdown: the caller drops them (and so, maybe, the objects' frames).
+pub struct DetachedObjects(BTreeMap<u64, ObjMapping>);
+
+impl DetachedObjects {
+    /// The objects that were mapped (one entry per mapping).
+    pub fn objects(self) -> impl Iterator<Item = Arc<MemObject>> {
+        self.0.into_values().map(|m| m.obj)
+    }
+}
 
 /// Page permissions for user mappings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +117,10 @@ struct Inner {
     lazy: BTreeMap<u64, Lazy>,
     /// Next free address of the anonymous area (bump allocation).
     anon_next: u64,
+    /// Memory-object mappings by start address (they never overlap).
+    objs: BTreeMap<u64, ObjMapping>,
+    /// Next address the kernel tries for an object mapping.
+    obj_next: u64,
     /// Set by teardown; later maps fail.
     dead: bool,
 }
@@ -117,6 +156,8 @@ impl AddrSpace {
             inner: IrqMutex::new(Inner {
                 lazy: BTreeMap::new(),
                 anon_next: abi::layout::ANON_BASE,
+                objs: BTreeMap::new(),
+                obj_next: abi::layout::OBJ_BASE,
                 dead: false,
             }),
             active: AtomicU64::new(0),
@@ -401,20 +442,153 @@ impl AddrSpace {
         Ok(f((page_phys & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1))))
     }
 
+    /// Maps all of `obj` (read-only, or read-write with `write`) at
+    /// `fixed`, or at an address the kernel picks in the object window;
+    /// returns (address, mapping id). Every page is mapped now, in batches
+    /// with other CPUs' requests answered in between; the mapping is
+    /// recorded first, so a sibling's MemObjUnmap of it meanwhile ends
+    /// this map with `BadAddress` and leaves nothing behind.
+    pub fn map_object(
+        &self,
+        obj: &Arc<MemObject>,
+        write: bool,
+        fixed: Option<u64>,
+    ) -> Result<(u64, u64), SpaceError> {
+        let len = obj.len_bytes();
+        self.account
+            .charge(Kind::Heap, budget::REGION_HEAP_BYTES)
+            .map_err(|_| SpaceError::NoMemory)?;
+        let id = NEXT_MAP_ID.fetch_add(1, Ordering::Relaxed);
+        let placed = {
+            let mut inner = self.inner.lock();
+            let r = if inner.dead {
+                Err(SpaceError::BadAddress)
+            } else if inner.objs.len() >= abi::limits::MEMOBJ_MAPPINGS_MAX {
+                Err(SpaceError::NoMemory)
+            } else {
+                place_object(&mut inner, len, fixed)
+            };
+            if let Ok(start) = r {
+                let m = ObjMapping {
+                    end: start + len,
+                    obj: obj.clone(),
+                    id,
+                };
+                inner.objs.insert(start, m);
+            }
+            r
+        };
+        let start = match placed {
+            Ok(s) => s,
+            Err(e) => {
+                self.account.uncharge(Kind::Heap, budget::REGION_HEAP_BYTES);
+                return Err(e);
+            }
+        };
+        let perm = if write { Perm::RW } else { Perm::RO };
+        match self.populate_object(obj, start, id, perm.bits()) {
+            Ok(()) => Ok((start, id)),
+            Err(e) => {
+                let removed = {
+                    let mut inner = self.inner.lock();
+                    let ours = inner.objs.get(&start).is_some_and(|m| m.id == id);
+                    if ours {
+                        inner.objs.remove(&start)
+                    } else {
+                        None
+                    }
+                };
+                // Not ours any more: a sibling's unmap took it (and its charge).
+                if let Some(m) = removed {
+                    self.unmap_range(start, m.end);
+                    self.account.uncharge(Kind::Heap, budget::REGION_HEAP_BYTES);
+                    drop(m);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps every page of `obj` at `start` while mapping `id` is still
+    /// recorded there.
+    fn populate_object(
+        &self,
+        obj: &MemObject,
+        start: u64,
+        id: u64,
+        bits: u64,
+    ) -> Result<(), SpaceError> {
+        let mut page = 0;
+        while page < obj.pages() {
+            {
+                let inner = self.inner.lock();
+                if inner.dead || inner.objs.get(&start).is_none_or(|m| m.id != id) {
+                    return Err(SpaceError::BadAddress);
+                }
+                let stop = (page + OBJ_MAP_BATCH).min(obj.pages());
+                while page < stop {
+                    let f = obj.frame(page).ok_or(SpaceError::BadAddress)?;
+                    self.map_charged(start + page * PAGE_SIZE, f.phys(), bits, &mut 0)?;
+                    page += 1;
+                }
+            }
+            crate::smp::answer_requests();
+        }
+        Ok(())
+    }
+
+    /// Unmaps the object mapping that starts exactly at `start`, shooting
+    /// down the CPUs that use this space; returns the object and the
+    /// mapping's id (the caller drops the object after waking parkers).
+    pub fn unmap_object(&self, start: u64) -> Result<(Arc<MemObject>, u64), SpaceError> {
+        let m = {
+            let mut inner = self.inner.lock();
+            if inner.dead {
+                return Err(SpaceError::BadAddress);
+            }
+            inner.objs.remove(&start).ok_or(SpaceError::BadAddress)?
+        };
+        self.unmap_range(start, m.end);
+        self.account.uncharge(Kind::Heap, budget::REGION_HEAP_BYTES);
+        Ok((m.obj, m.id))
+    }
+
+    /// Which object mapping backs `va`, if any: its provenance and id.
+    pub fn provenance(&self, va: u64) -> Option<(Provenance, u64)> {
+        provenance_locked(&self.inner.lock(), va)
+    }
+
+    /// Runs `f` with the physical address of the user byte `va` (checked
+    /// readable, as [`Self::with_user_page`]) and the provenance of `va`,
+    /// both read under one hold of the space lock.
+    pub fn with_user_word<R>(
+        &self,
+        va: u64,
+        f: impl FnOnce(u64, Option<(Provenance, u64)>) -> R,
+    ) -> Result<R, SpaceError> {
+        let mut inner = self.inner.lock();
+        let page_phys = self.populate_locked(&mut inner, va, false)?;
+        let prov = provenance_locked(&inner, va);
+        Ok(f(
+            (page_phys & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1)),
+            prov,
+        ))
+    }
+
     /// Frees the whole user half. No thread of the process may run any
     /// more; CPUs that still have the space loaded are shot down first.
-    pub fn teardown(&self) {
-        self.teardown_with(true);
+    pub fn teardown(&self) -> DetachedObjects {
+        self.teardown_with(true)
     }
 
     /// [`Self::teardown`]; with `poll`, answers other CPUs' requests while
     /// freeing (only when the caller holds no lock: not from `drop`, which
     /// may run wherever the last reference goes).
-    fn teardown_with(&self, poll: bool) {
-        {
+    fn teardown_with(&self, poll: bool) -> DetachedObjects {
+        let objs = {
             let mut inner = self.inner.lock();
             if inner.dead {
-                return;
+                return DetachedObjects(BTreeMap::new());
             }
             inner.dead = true;
             // The main stack region is not charged; every MemMap region is,
@@ -430,7 +604,11 @@ impl AddrSpace {
                 .uncharge(Kind::Heap, charged * budget::REGION_HEAP_BYTES);
             self.account
                 .uncharge(Kind::Frames, reserved * budget::FRAME_BYTES);
-        }
+            let objs = core::mem::take(&mut inner.objs);
+            self.account
+                .uncharge(Kind::Heap, objs.len() as u64 * budget::REGION_HEAP_BYTES);
+            objs
+        };
         let detached = paging::detach_user_half(self.root);
         crate::smp::shootdown(self.active_mask(), &[]);
         let tables = paging::free_detached(&detached, poll);
@@ -441,6 +619,8 @@ impl AddrSpace {
         if self.active_mask() == 0 && !self.root_freed.swap(true, Ordering::SeqCst) {
             self.free_root();
         }
+        // Only now, after the shootdown, may the objects' frames go.
+        DetachedObjects(objs)
     }
 
     fn free_root(&self) {
@@ -451,11 +631,66 @@ impl AddrSpace {
 
 impl Drop for AddrSpace {
     fn drop(&mut self) {
-        self.teardown_with(false);
+        drop(self.teardown_with(false));
         if !self.root_freed.swap(true, Ordering::SeqCst) {
             self.free_root();
         }
     }
+}
+
+/// The mapping that covers `va`, as provenance and mapping id.
+fn provenance_locked(inner: &Inner, va: u64) -> Option<(Provenance, u64)> {
+    let (&start, m) = inner.objs.range(..=va).next_back()?;
+    (va < m.end).then(|| {
+        (
+            Provenance {
+                start,
+                end: m.end,
+                object: m.obj.id(),
+                offset: 0,
+            },
+            m.id,
+        )
+    })
+}
+
+/// The end of a mapping that meets `[start, end)`, if one does.
+fn blocking_mapping(inner: &Inner, start: u64, end: u64) -> Option<u64> {
+    if let Some((_, m)) = inner.objs.range(..start).next_back() {
+        if m.end > start {
+            return Some(m.end);
+        }
+    }
+    inner.objs.range(start..end).next().map(|(_, m)| m.end)
+}
+
+/// Chooses where an object mapping of `len` bytes goes: `fixed` (checked,
+/// `Overlap` if taken) or the next free address of the window, skipping
+/// past fixed mappings in the way (at most one step per mapping), with an
+/// unmapped guard page after each kernel-picked mapping.
+fn place_object(inner: &mut Inner, len: u64, fixed: Option<u64>) -> Result<u64, SpaceError> {
+    if let Some(addr) = fixed {
+        abi::memobj::check_fixed(addr, len).map_err(|_| SpaceError::BadAddress)?;
+        return match blocking_mapping(inner, addr, addr + len) {
+            Some(_) => Err(SpaceError::Overlap),
+            None => Ok(addr),
+        };
+    }
+    let mut start = inner.obj_next;
+    for _ in 0..=abi::limits::MEMOBJ_MAPPINGS_MAX {
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e + PAGE_SIZE <= abi::layout::OBJ_END)
+            .ok_or(SpaceError::NoMemory)?;
+        match blocking_mapping(inner, start, end) {
+            Some(past) => start = past + PAGE_SIZE,
+            None => {
+                inner.obj_next = end + PAGE_SIZE;
+                return Ok(start);
+            }
+        }
+    }
+    Err(SpaceError::NoMemory)
 }
 
 /// The most page tables (PT, PD, PDPT) that mapping every page of

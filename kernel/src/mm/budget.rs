@@ -35,6 +35,8 @@ pub const IN_FLIGHT_HEAP_BYTES: u64 = 512;
 pub const CAP_HEAP_BYTES: u64 = 64;
 /// One demand-zero region (MemMap).
 pub const REGION_HEAP_BYTES: u64 = 64;
+/// A memory object's record (plus 8 bytes per page for its frame list).
+pub const MEMOBJ_HEAP_BYTES: u64 = 128;
 /// One frame (a ring page or a page table).
 pub const FRAME_BYTES: u64 = abi::layout::PAGE_SIZE;
 

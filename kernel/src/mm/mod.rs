@@ -19,6 +19,7 @@ pub mod budget;
 pub mod frame;
 pub mod heap;
 pub mod kernel_space;
+pub mod memobj;
 pub mod paging;
 pub mod ring_mem;
 pub mod user;

@@ -75,18 +75,25 @@ pub fn read_pod<T: Pod>(space: &AddrSpace, va: u64) -> Result<T, SpaceError> {
     Ok(v)
 }
 
-/// Atomically loads the aligned u32 at user address `va` (park words).
-pub fn load_u32(space: &AddrSpace, va: u64) -> Result<u32, SpaceError> {
+/// Atomically loads the aligned u32 at user address `va` (park words),
+/// and tells which memory-object mapping (if any) holds it, both under one
+/// hold of the space lock: a park keys the word by what backed it at the
+/// moment it read the value.
+pub fn load_u32_with_provenance(
+    space: &AddrSpace,
+    va: u64,
+) -> Result<(u32, Option<(abi::memobj::Provenance, u64)>), SpaceError> {
     if !va.is_multiple_of(4) {
         return Err(SpaceError::BadAddress);
     }
     check_range(va, 4)?;
-    space.with_user_page(va, false, |phys| {
-        // SAFETY: an aligned u32 inside a checked user page (see
-        // copy_from_user); AtomicU32 has u32's layout, and user space only
-        // accesses the word atomically or racily as plain memory.
+    space.with_user_word(va, |phys, prov| {
+        // SAFETY: an aligned u32 inside a user page that with_user_word
+        // checked and keeps mapped (space lock held); AtomicU32 has u32's
+        // layout, and user space only accesses the word atomically or
+        // racily as plain memory.
         let a = unsafe { &*(phys_to_virt(phys) as *const AtomicU32) };
-        a.load(Ordering::SeqCst)
+        (a.load(Ordering::SeqCst), prov)
     })
 }
 

@@ -117,7 +117,7 @@ pub fn thread_died(t: &Arc<Thread>) {
     };
     let p = t.process.clone();
     let (parks, proc_waits) = waits;
-    crate::cap::park::thread_gone(&p, parks);
+    crate::cap::park::thread_gone(parks);
     for (token, target) in proc_waits {
         if let Some(target) = target.upgrade() {
             target.inner.lock().waiters.remove(&token);
@@ -195,7 +195,14 @@ fn finalize(p: &Arc<Process>) {
     if loaded_here {
         crate::sched::switch::drop_space(me);
     }
-    p.space.teardown();
+    // Parkers of other processes on objects this one had mapped learn
+    // that a peer ended; the objects' frames go when the last reference
+    // (maybe this one) drops, after the teardown's shootdown.
+    for obj in p.space.teardown().objects() {
+        crate::cap::park::peer_gone(obj.id(), p.pid);
+        drop(obj);
+        crate::smp::answer_requests();
+    }
     let rings = core::mem::take(&mut p.inner.lock().dead_rings);
     for r in rings {
         p.free_ring(r);
@@ -203,7 +210,6 @@ fn finalize(p: &Arc<Process>) {
     }
     // Close every handle outside the table lock.
     release_caps(p);
-    p.park.lock().clear();
     let (status, waiters) = {
         let mut inner = p.inner.lock();
         inner.reclaimed = true;

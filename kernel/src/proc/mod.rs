@@ -1,5 +1,5 @@
-//! Processes: an address space, a capability table, a park table and
-//! threads. A file per operation: spawn, exit, fault; the program image
+//! Processes: an address space, a capability table and threads (their
+//! parked threads live in the global park table, cap/park.rs). A file per operation: spawn, exit, fault; the program image
 //! cache in image.rs.
 
 pub mod exit;
@@ -17,7 +17,6 @@ use abi::error::Error;
 
 use abi::op::ExitKind;
 
-use crate::cap::park::ParkTable;
 use crate::cap::table::Cap;
 use crate::cap::table::CapTable;
 use crate::mm::addr_space::AddrSpace;
@@ -87,8 +86,6 @@ pub struct Process {
     pub space: Arc<AddrSpace>,
     /// Its capabilities.
     pub caps: IrqRwLock<CapTable, crate::sync::class::CapTable>,
-    /// Parked threads by word address.
-    pub park: IrqMutex<ParkTable, crate::sync::class::Park>,
     /// Threads, exit state, waiters.
     pub inner: IrqMutex<ProcInner, crate::sync::class::Process>,
     /// The process that spawned it (none for init's programs).

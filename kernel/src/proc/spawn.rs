@@ -25,7 +25,6 @@ use abi::startup::{Startup, STARTUP_MAGIC};
 use super::image::{self, Image};
 use super::{ProcInner, Process};
 use crate::arch::TrapFrame;
-use crate::cap::park::ParkTable;
 use crate::cap::table::{Cap, CapTable};
 use crate::mm::addr_space::{AddrSpace, Perm, SpaceError};
 use crate::mm::budget::{self, Account, Kind};
@@ -90,7 +89,6 @@ pub fn spawn(
         name: String::from(img.name),
         space,
         caps: IrqRwLock::new(table),
-        park: IrqMutex::new(ParkTable::new()),
         inner: IrqMutex::new(ProcInner {
             threads: BTreeMap::new(),
             exiting: None,

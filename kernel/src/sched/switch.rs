@@ -229,15 +229,8 @@ pub fn run_expired_timers(me: usize) {
                 id,
                 user_data,
             } => crate::cap::ops::sleep_fired(thread, id, user_data),
-            TimerEvent::ParkTimeout {
-                process,
-                addr,
-                thread,
-                seq,
-            } => {
-                if let Some(p) = process.upgrade() {
-                    crate::cap::park::timeout(&p, addr, thread, seq);
-                }
+            TimerEvent::ParkTimeout { key, thread, seq } => {
+                crate::cap::park::timeout(key, thread, seq)
             }
             TimerEvent::Watchdog => crate::init::watchdog_fired(),
             TimerEvent::Finish => crate::init::finish_now(),

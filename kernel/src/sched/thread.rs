@@ -108,8 +108,8 @@ pub struct ThreadInner {
     pub wait_timer: Option<TimerHandle>,
     /// Pending TimerSleeps, by sleep id.
     pub sleeps: BTreeMap<u64, TimerHandle>,
-    /// Its entries in its process's park table, as (word address, seq).
-    pub parks: BTreeSet<(u64, u64)>,
+    /// Its entries in the park table, as (word key, seq).
+    pub parks: BTreeSet<(abi::memobj::ParkKey, u64)>,
     /// Its pending ProcWaits, as token -> the process waited for.
     pub proc_waits: BTreeMap<u64, alloc::sync::Weak<Process>>,
     /// Next sleep id.

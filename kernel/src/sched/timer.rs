@@ -13,15 +13,12 @@
 //! (and is otherwise tickless). Expiry runs in the timer interrupt, one
 //! event at a time, outside the heap lock.
 //!
-//! Lock order: a thread's lock (or a park table's) may be held while
+//! Lock order: a thread's lock (or a park bucket's) may be held while
 //! adding or cancelling; the heap lock is innermost.
-
-use alloc::sync::Weak;
 
 use klib::timer_heap::{TimerHeap, TimerKey};
 
 use super::thread::ThreadRef;
-use crate::proc::Process;
 use crate::smp::MAX_CPUS;
 use crate::sync::{CachePadded, IrqMutex};
 
@@ -38,8 +35,7 @@ pub enum TimerEvent {
     },
     /// End a park (if still parked with `seq`).
     ParkTimeout {
-        process: Weak<Process>,
-        addr: u64,
+        key: abi::memobj::ParkKey,
         thread: ThreadRef,
         seq: u64,
     },

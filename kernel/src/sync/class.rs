@@ -62,7 +62,7 @@ lock_classes! {
     Process = "process",
     /// A process's capability table (readers-writer).
     CapTable = "cap-table",
-    /// A process's park table.
+    /// A park-table bucket (cap/park.rs).
     Park = "park",
     /// A CPU's run queue.
     RunQueue = "runqueue",

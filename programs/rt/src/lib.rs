@@ -12,6 +12,9 @@
 //! - [`tls`], [`thread`], [`process`]: per-thread state reached through FS,
 //!   thread spawn/join, process spawn/wait.
 //! - [`sync`]: a futex-style `Mutex` and a `Condvar` on park/unpark.
+//! - [`memobj`]: memory objects (create, map, restrict, pass to a child)
+//!   and [`memobj::SharedMutex`] / [`memobj::SharedCondvar`], the same
+//!   locks on words inside shared memory, across processes.
 //!
 //! A program links rt, names its main with [`entry!`] and returns its exit
 //! status. A panic prints `PANIC-USER <message>` on the console (when the
@@ -31,6 +34,7 @@ mod alloc_stub;
 pub mod arch;
 pub mod args;
 pub mod console;
+pub mod memobj;
 pub mod process;
 pub mod ring;
 pub mod stash;

@@ -252,6 +252,33 @@ pub fn set_tls(addr: u64) -> Result<(), Error> {
     call_ok(Op::SetTls, SELF_SLOT, &[addr]).map(drop)
 }
 
+/// Op::MemObjCreate: (slot of a handle with every right, size in bytes).
+pub fn memobj_create(pages: u64) -> Result<(u32, u64), Error> {
+    let c = call_ok(Op::MemObjCreate, SELF_SLOT, &[pages])?;
+    Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::MemObjMap with raw [`abi::memobj::MapFlags`] bits and a fixed
+/// address (used with `MapFlags::FIXED`): the mapping's address.
+pub fn memobj_map(cap: u32, flags: u64, addr: u64) -> Result<u64, Error> {
+    call_ok(Op::MemObjMap, cap, &[flags, addr]).map(|c| c.value0)
+}
+
+/// Op::MemObjUnmap of the mapping that starts at `addr`.
+pub fn memobj_unmap(addr: u64) -> Result<(), Error> {
+    call_ok(Op::MemObjUnmap, SELF_SLOT, &[addr]).map(drop)
+}
+
+/// Op::CapRestrict: a new handle with `rights` (a subset); its slot.
+pub fn cap_restrict(cap: u32, rights: u64) -> Result<u32, Error> {
+    slot_of(call_ok(Op::CapRestrict, cap, &[rights])?.result)
+}
+
+/// Op::MemObjInfo: (size in bytes, rights bits).
+pub fn memobj_info(cap: u32) -> Result<(u64, u64), Error> {
+    call_ok(Op::MemObjInfo, cap, &[]).map(|c| (c.value0, c.value1))
+}
+
 fn slot_of(result: i64) -> Result<u32, Error> {
     u32::try_from(result).map_err(|_| Error::Invalid)
 }

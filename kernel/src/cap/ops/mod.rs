@@ -4,6 +4,7 @@
 
 mod io;
 mod mem;
+mod memobj;
 mod process;
 mod thread;
 
@@ -76,6 +77,11 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
         (Op::Unpark, Cap::SelfProcess) => super::park::unpark(t, sqe),
         (Op::MemMap, Cap::SelfProcess) => mem::map(t, sqe),
         (Op::MemUnmap, Cap::SelfProcess) => mem::unmap(t, sqe),
+        (Op::MemObjCreate, Cap::SelfProcess) => memobj::create(t, sqe),
+        (Op::MemObjMap, Cap::MemObject(o, r)) => memobj::map(t, sqe, o, *r),
+        (Op::MemObjUnmap, Cap::SelfProcess) => memobj::unmap(t, sqe),
+        (Op::CapRestrict, Cap::MemObject(o, r)) => memobj::restrict(t, sqe, o, *r),
+        (Op::MemObjInfo, Cap::MemObject(o, r)) => memobj::info(sqe, o, *r),
         (Op::CapClose, c) if c.kind() != CapKind::SelfProcess => close(t, sqe),
         _ => Err(Error::Denied),
     };

@@ -43,8 +43,8 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
             let slot: u32 = read_pod(space, a.caps.wrapping_add(i * 4))?;
             let table = t.process.caps.read();
             let c = table.get(slot)?;
-            // Only grantable kinds travel to children.
-            caps.push(Cap::grant(c.kind()).ok_or(Error::Denied)?);
+            // Only grantable kinds and transferable memory objects travel.
+            caps.push(c.transfer()?);
         }
     }
     let argv: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
