@@ -116,7 +116,7 @@ clippy:
 	cd kernel && CARGO_TARGET_DIR=$(KERNEL_TARGET_DIR) RUSTFLAGS="$(KERNEL_RUSTFLAGS)" \
 	    cargo clippy -q --release --target x86_64-unknown-none -- -D warnings
 	CARGO_TARGET_DIR=$(ROOT)/target/programs-clippy cargo clippy -q --release \
-	    --target x86_64-unknown-none -p rt -p primes -p smoke -- -D warnings
+	    --target x86_64-unknown-none -p rt -p primes -p smoke -p ringbench -- -D warnings
 
 clean:
 	cargo clean

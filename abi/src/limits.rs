@@ -77,3 +77,15 @@ pub const KERNEL_KIB_MAX: u32 = 1_048_576;
 /// reading, so a huge or endless file is refused without being read; our
 /// manifests are a few KiB.
 pub const MANIFEST_FILE_MAX: u64 = 1 << 20;
+
+/// Most rounds per worker of a `kind = "ring"` workload (10^7): at about
+/// 30 operations a round that is far longer than any benchmark we run, and
+/// it keeps `ops_per_worker` far from overflow.
+pub const RING_ROUNDS_MAX: u32 = 10_000_000;
+
+/// Most NOPs plus timers per round: one batch must fit the submission
+/// queue (`abi::ring::SQ_ENTRIES`), so a round is one `cap_enter`.
+pub const RING_BATCH_MAX: u32 = crate::ring::SQ_ENTRIES;
+
+/// Most park/unpark round trips per round.
+pub const RING_PINGPONGS_MAX: u32 = 1024;
