@@ -653,7 +653,10 @@ mod tests {
             }
             places(w)
         };
-        assert_eq!(with(&|r| r.rounds = 0), vec![(Place::Rounds, Rule::RingRounds)]);
+        assert_eq!(
+            with(&|r| r.rounds = 0),
+            vec![(Place::Rounds, Rule::RingRounds)]
+        );
         assert_eq!(
             with(&|r| r.rounds = RING_ROUNDS_MAX + 1),
             vec![(Place::Rounds, Rule::RingRounds)]

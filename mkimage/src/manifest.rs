@@ -765,12 +765,10 @@ impl Checker<'_> {
     fn ring_workload(&mut self, t: &DeTable<'_>, header: usize) -> Option<WorkloadDef> {
         const LABEL: &str = "[workload]";
         self.keys_of_other_kind(t, PRIMES_ONLY_KEYS, KIND_RING);
-        let rounds = self
-            .required(t, "rounds", header, LABEL)
-            .and_then(|v| {
-                self.int_as::<u32>(v, Rule::RingRounds)
-                    .filter(|r| self.rule(v, validate::ring_rounds(*r), None))
-            });
+        let rounds = self.required(t, "rounds", header, LABEL).and_then(|v| {
+            self.int_as::<u32>(v, Rule::RingRounds)
+                .filter(|r| self.rule(v, validate::ring_rounds(*r), None))
+        });
         let mut count = |key: &str, rule: Rule| -> Option<(u32, Option<usize>)> {
             match get(t, key) {
                 None => Some((0, None)),
@@ -1355,7 +1353,9 @@ mod tests {
             "m.toml:7:10: nops + timers must be at most 64 (one batch fits the submission queue), found 61 + 4"
         );
         assert_eq!(
-            one(&workload(&RING_OK.replace("pingpongs = 2", "pingpongs = 1025"))),
+            one(&workload(
+                &RING_OK.replace("pingpongs = 2", "pingpongs = 1025")
+            )),
             "m.toml:8:13: pingpongs must be an integer 0..=1024, found 1025"
         );
         assert_eq!(

@@ -36,7 +36,9 @@ struct Config {
 
 impl Config {
     fn expected(&self) -> u64 {
-        self.mix.ops_per_worker().saturating_mul(self.workers as u64)
+        self.mix
+            .ops_per_worker()
+            .saturating_mul(self.workers as u64)
     }
 }
 
@@ -180,7 +182,11 @@ fn cpus_of(i: usize, record: Result<(u64, u64), Error>) -> u64 {
     match record {
         Ok((mask, _)) => mask,
         Err(e) => {
-            println!("ringbench: worker {} cpu record unavailable: {}", i, e.name());
+            println!(
+                "ringbench: worker {} cpu record unavailable: {}",
+                i,
+                e.name()
+            );
             0
         }
     }

@@ -138,7 +138,14 @@ impl Driver {
     }
 
     /// Publishes `op` on `cap` with `args` as part of `b`.
-    fn push(&self, b: &mut Batch, kind: OpKind, op: Op, cap: u32, args: &[u64]) -> Result<(), Problem> {
+    fn push(
+        &self,
+        b: &mut Batch,
+        kind: OpKind,
+        op: Op,
+        cap: u32,
+        args: &[u64],
+    ) -> Result<(), Problem> {
         let mut s = sys::sqe(op, cap, args);
         s.user_data = b.add(kind).ok_or(Problem::SqFull)?;
         if self.ring.push(&s) {
@@ -184,7 +191,13 @@ impl Driver {
     fn park(&mut self, word: &AtomicU32, expected: u32, counted: bool) -> Result<(), Problem> {
         let mut b = self.batch();
         let addr = word as *const AtomicU32 as u64;
-        self.push(&mut b, OpKind::Park, Op::Park, SELF_SLOT, &[addr, u64::from(expected), PARK_TIMEOUT_NS])?;
+        self.push(
+            &mut b,
+            OpKind::Park,
+            Op::Park,
+            SELF_SLOT,
+            &[addr, u64::from(expected), PARK_TIMEOUT_NS],
+        )?;
         self.run(&mut b, counted)
     }
 
@@ -236,7 +249,13 @@ pub fn run_worker(job: &Job) -> Result<Counts, Problem> {
             word.store(go, Ordering::Release);
             let mut b = d.batch();
             d.push(&mut b, OpKind::Unpark, Op::Unpark, SELF_SLOT, &[addr, 1])?;
-            d.push(&mut b, OpKind::Park, Op::Park, SELF_SLOT, &[addr, u64::from(go), PARK_TIMEOUT_NS])?;
+            d.push(
+                &mut b,
+                OpKind::Park,
+                Op::Park,
+                SELF_SLOT,
+                &[addr, u64::from(go), PARK_TIMEOUT_NS],
+            )?;
             d.run(&mut b, true)?;
             d.repark_until(word, go, back)?;
             k = k.wrapping_add(1);
@@ -280,7 +299,10 @@ static PROCESS_WORD: AtomicU32 = AtomicU32::new(0);
 /// A worker process: `worker IDX ROUNDS NOPS TIMERS PINGPONGS`; exits with
 /// the pair's operation count or a negative [`status`].
 pub fn process_main(a: &Args) -> i64 {
-    let (Some(idx), Some(mix)) = (a.get_u64(1).and_then(|i| u16::try_from(i).ok()), Mix::parse(a, 2)) else {
+    let (Some(idx), Some(mix)) = (
+        a.get_u64(1).and_then(|i| u16::try_from(i).ok()),
+        Mix::parse(a, 2),
+    ) else {
         return status::BAD_ARGUMENTS;
     };
     if idx >= PARTNER_BIT {

@@ -42,7 +42,11 @@ pub fn run_once(threads: u32, ops: u64, batch: u32) -> Result<(f64, u64)> {
             thread::spawn(move || -> Result<u64> {
                 let ring = IoUring::new(batch.next_power_of_two().max(8));
                 b.wait();
-                one_thread(ring.map_err(|e| anyhow!("io_uring setup: {e}"))?, ops, batch)
+                one_thread(
+                    ring.map_err(|e| anyhow!("io_uring setup: {e}"))?,
+                    ops,
+                    batch,
+                )
             })
         })
         .collect();
@@ -50,7 +54,9 @@ pub fn run_once(threads: u32, ops: u64, batch: u32) -> Result<(f64, u64)> {
     let start = Instant::now();
     let mut total = 0;
     for h in handles {
-        total += h.join().map_err(|_| anyhow!("native ring thread panicked"))??;
+        total += h
+            .join()
+            .map_err(|_| anyhow!("native ring thread panicked"))??;
     }
     Ok((start.elapsed().as_secs_f64() * 1e3, total))
 }
@@ -63,7 +69,9 @@ fn one_thread(mut ring: IoUring, ops: u64, batch: u32) -> Result<u64> {
         let n = (ops - done).min(u64::from(batch)) as u32;
         seq += 1;
         for i in 0..n {
-            let nop = opcode::Nop::new().build().user_data(seq << 8 | u64::from(i));
+            let nop = opcode::Nop::new()
+                .build()
+                .user_data(seq << 8 | u64::from(i));
             // SAFETY: a NOP references no buffer or file descriptor.
             unsafe { ring.submission().push(&nop) }
                 .map_err(|_| anyhow!("submission queue full"))?;

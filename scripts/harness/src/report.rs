@@ -316,7 +316,12 @@ fn ring_markdown(m: &mut String, s: &Summary, r: &RingSummary) {
     for (cpus, runs) in &r.ops_per_s {
         let runs: Vec<String> = runs
             .iter()
-            .map(|b| b.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(" "))
+            .map(|b| {
+                b.iter()
+                    .map(|v| format!("{v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         let _ = writeln!(
             m,

@@ -201,14 +201,17 @@ fn native_once(
         }
         let batch = r.nops.clamp(1, 64);
         let want = native_ring::NATIVE_RING_OPS * u64::from(threads);
-        let outcome = native_ring::run_once(threads, native_ring::NATIVE_RING_OPS, batch)
-            .and_then(|(ms, ops)| {
+        let outcome = native_ring::run_once(threads, native_ring::NATIVE_RING_OPS, batch).and_then(
+            |(ms, ops)| {
                 if ops == want {
                     Ok(ms)
                 } else {
-                    Err(anyhow::anyhow!("native io_uring: {ops} of {want} NOPs completed"))
+                    Err(anyhow::anyhow!(
+                        "native io_uring: {ops} of {want} NOPs completed"
+                    ))
                 }
-            });
+            },
+        );
         return match outcome {
             Ok(ms) => Some(ms),
             Err(e) => {
@@ -546,7 +549,12 @@ fn ring_summary(
         .iter()
         .filter_map(|(&n, v)| {
             let ms = stats::median(v)?;
-            (ms > 0.0).then(|| (n, (native_ring::NATIVE_RING_OPS * u64::from(n)) as f64 * 1000.0 / ms))
+            (ms > 0.0).then(|| {
+                (
+                    n,
+                    (native_ring::NATIVE_RING_OPS * u64::from(n)) as f64 * 1000.0 / ms,
+                )
+            })
         })
         .collect();
     let mut lockstat: BTreeMap<u32, BTreeMap<String, LockTotal>> = BTreeMap::new();
@@ -791,7 +799,15 @@ mod tests {
         let f = ring_findings(&boots);
         assert!(f.is_empty(), "{f:?}");
         let native = BTreeMap::from([(1, vec![100.0]), (2, vec![100.0])]);
-        let s = summarize(&opts(), "ring-scale", chosen(Accel::Kvm), &RING, boots, native, f);
+        let s = summarize(
+            &opts(),
+            "ring-scale",
+            chosen(Accel::Kvm),
+            &RING,
+            boots,
+            native,
+            f,
+        );
         assert_eq!(s.verdict, "PASS", "{:?}", s.reasons);
         assert!((s.speedup2.expect("speedup2") - 1.6).abs() < 1e-9);
         assert!((s.native_speedup2.expect("native") - 2.0).abs() < 1e-9);
@@ -804,7 +820,10 @@ mod tests {
         assert_eq!(r.lockstat[&2]["registry"].contended, 10);
         let md = report::markdown(&s);
         assert!(md.contains("Native io_uring: io_uring NOPs"), "{md}");
-        assert!(md.contains("| 2 | registry | 10000 | 10 | 0.100 | 7 |"), "{md}");
+        assert!(
+            md.contains("| 2 | registry | 10000 | 10 | 0.100 | 7 |"),
+            "{md}"
+        );
         let json = serde_json::to_value(&s).expect("json");
         assert!(json["ring"]["median_ops_per_s"].get("2").is_some());
         assert!(json.get("ring").is_some());
@@ -814,8 +833,20 @@ mod tests {
     fn ring_contended_lock_fails() {
         let boots = vec![ring_boot(1, 1, 1000.0, 5000), ring_boot(2, 1, 600.0, 200)];
         let f = ring_findings(&boots);
-        let s = summarize(&opts(), "ring-scale", chosen(Accel::Kvm), &RING, boots, BTreeMap::new(), f);
-        assert!(result_line(&s).ends_with("reason=contended FAIL"), "{}", result_line(&s));
+        let s = summarize(
+            &opts(),
+            "ring-scale",
+            chosen(Accel::Kvm),
+            &RING,
+            boots,
+            BTreeMap::new(),
+            f,
+        );
+        assert!(
+            result_line(&s).ends_with("reason=contended FAIL"),
+            "{}",
+            result_line(&s)
+        );
         // Only the 2-CPU boots are judged: the 1-CPU figure cannot be contention.
         assert_eq!(s.reasons.len(), 1, "{:?}", s.reasons);
         assert!(s.reasons[0].contains("cpus=2"));

@@ -247,7 +247,11 @@ fn check_idle(label: &str, run: &TimedRun) -> Vec<Finding> {
 fn check_worker_cpus(label: &str, run: &TimedRun) -> Vec<Finding> {
     let s = &run.scale;
     (0..s.cpus)
-        .filter(|cpu| !run.workers.iter().any(|w| w.cpus.contains(cpu) || w.partner_cpus.contains(cpu)))
+        .filter(|cpu| {
+            !run.workers
+                .iter()
+                .any(|w| w.cpus.contains(cpu) || w.partner_cpus.contains(cpu))
+        })
         .map(|cpu| {
             Finding::new(
                 Kind::IdleCpu,
@@ -568,8 +572,15 @@ mod tests {
         let one_cpu = BootLog::parse(ring_log("0", "0").lines());
         let f = check_boot("b", &one_cpu, true, "", &ring_expect());
         assert!(kinds(&f).contains(&Kind::IdleCpu), "{f:?}");
-        let wrong = ring_log("0", "1").replace("count=40 expected=40 ok=1", "count=39 expected=40 ok=0");
-        let f = check_boot("b", &BootLog::parse(wrong.lines()), true, "", &ring_expect());
+        let wrong =
+            ring_log("0", "1").replace("count=40 expected=40 ok=1", "count=39 expected=40 ok=0");
+        let f = check_boot(
+            "b",
+            &BootLog::parse(wrong.lines()),
+            true,
+            "",
+            &ring_expect(),
+        );
         assert!(kinds(&f).contains(&Kind::WrongCount));
     }
 
