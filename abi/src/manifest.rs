@@ -112,7 +112,7 @@ impl Expect {
 /// `[workload]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
-    /// Only primes for now.
+    /// Primes, or ring (then `ring` holds the mix).
     pub kind: WorkloadKind,
     /// Count primes in `[lo, hi)`.
     pub lo: u64,

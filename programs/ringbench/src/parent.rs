@@ -53,7 +53,7 @@ struct Env {
 
 fn parse(a: &Args) -> Option<Config> {
     // a[0] is "parent"; a[1..=4] the mix.
-    let mix = Mix::parse(a, 1)?;
+    let mix = worker::parse_mix(a, 1)?;
     let workers = usize::try_from(a.get_u64(5)?).ok()?;
     let threads = match a.get(6)? {
         "process" => false,

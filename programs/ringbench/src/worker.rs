@@ -21,6 +21,7 @@
 //! flight ([`Batch::complete`]), and at the end the CQ must be empty.
 
 use abi::caps::{CapKind, SELF_SLOT};
+use abi::manifest::RingMix;
 use abi::op::{Op, ParkResult};
 use core::sync::atomic::{AtomicU32, Ordering};
 use ringbench::ledger::{Batch, Counts, OpKind, Problem};
@@ -46,50 +47,22 @@ const PARTNER_BIT: u16 = 0x8000;
 /// Stack of a partner thread (and of a thread-mode worker).
 pub const STACK_BYTES: u64 = 32 * 1024;
 
-/// A worker's operation mix.
-#[derive(Clone, Copy, Debug)]
-pub struct Mix {
-    /// Rounds.
-    pub rounds: u32,
-    /// NOPs per round.
-    pub nops: u32,
-    /// Zero-length timers per round.
-    pub timers: u32,
-    /// Park/unpark round trips per round.
-    pub pingpongs: u32,
-}
+/// A worker's operation mix (the manifest's, [`abi::manifest::RingMix`]).
+pub type Mix = RingMix;
 
-impl Mix {
-    /// Operations of the worker and its partner together.
-    pub fn ops_per_worker(&self) -> u64 {
-        abi::manifest::RingMix {
-            rounds: self.rounds,
-            nops: self.nops,
-            timers: self.timers,
-            pingpongs: self.pingpongs,
-        }
-        .ops_per_worker()
-    }
-
-    /// Parses `ROUNDS NOPS TIMERS PINGPONGS` at `args[at..]`, within the
-    /// manifest limits ([`abi::validate`]).
-    pub fn parse(a: &Args, at: usize) -> Option<Mix> {
-        let n = |i: usize| a.get_u64(at + i).and_then(|v| u32::try_from(v).ok());
-        let mix = abi::manifest::RingMix {
-            rounds: n(0)?,
-            nops: n(1)?,
-            timers: n(2)?,
-            pingpongs: n(3)?,
-        };
-        let mut ok = true;
-        abi::validate::ring_mix(&mix, &mut |_| ok = false);
-        ok.then_some(Mix {
-            rounds: mix.rounds,
-            nops: mix.nops,
-            timers: mix.timers,
-            pingpongs: mix.pingpongs,
-        })
-    }
+/// Parses `ROUNDS NOPS TIMERS PINGPONGS` at `args[at..]`, within the
+/// manifest limits ([`abi::validate::ring_mix`]).
+pub fn parse_mix(a: &Args, at: usize) -> Option<Mix> {
+    let n = |i: usize| a.get_u64(at + i).and_then(|v| u32::try_from(v).ok());
+    let mix = RingMix {
+        rounds: n(0)?,
+        nops: n(1)?,
+        timers: n(2)?,
+        pingpongs: n(3)?,
+    };
+    let mut ok = true;
+    abi::validate::ring_mix(&mix, &mut |_| ok = false);
+    ok.then_some(mix)
 }
 
 /// Everything one side of a pair needs.
@@ -301,7 +274,7 @@ static PROCESS_WORD: AtomicU32 = AtomicU32::new(0);
 pub fn process_main(a: &Args) -> i64 {
     let (Some(idx), Some(mix)) = (
         a.get_u64(1).and_then(|i| u16::try_from(i).ok()),
-        Mix::parse(a, 2),
+        parse_mix(a, 2),
     ) else {
         return status::BAD_ARGUMENTS;
     };
