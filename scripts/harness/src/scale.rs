@@ -141,6 +141,9 @@ fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
     let mut summary = summarize(opts, &scenario, chosen, &work, boots, native_ms, findings);
     if let (Some(ring), Some(Err(why))) = (summary.ring.as_mut(), native_ring_status) {
         ring.native_io_uring = format!("unavailable on this host: {why}");
+        summary.notes.push(format!(
+            "native io_uring unavailable on this host ({why}): no native anchor"
+        ));
     }
     report::write(&dir, &summary)?;
     let plot = svg::speedup_svg(
