@@ -801,25 +801,38 @@ impl Checker<'_> {
                 .bool(v, "serialize must be true or false")
                 .filter(|s| self.rule(v, if *s { Err(Rule::RingSerialize) } else { Ok(()) }, None)),
         };
-        let (nops, nops_at) = nops?;
-        let (timers, timers_at) = timers?;
-        let (pingpongs, _) = pingpongs?;
+        // Every rule on the mix is checked (and reported) before any part
+        // that failed makes this return.
+        let mut mix_ok = true;
+        if let (Some((n, n_at)), Some((t, t_at))) = (nops, timers) {
+            if let Err(rule) = validate::ring_batch(n, t) {
+                let at = t_at.or(n_at).unwrap_or(header);
+                self.err(at, format!("{rule}, found {n} + {t}"));
+                mix_ok = false;
+            }
+        }
+        if let (Some((n, _)), Some((t, _)), Some((p, _))) = (nops, timers, pingpongs) {
+            let probe = RingMix {
+                rounds: 1,
+                nops: n,
+                timers: t,
+                pingpongs: p,
+            };
+            if let Err(rule) = validate::ring_nonempty(&probe) {
+                self.err(header, rule.to_string());
+                mix_ok = false;
+            }
+        }
+        if matches!(pingpongs, Some((p, _)) if validate::ring_pingpongs(p).is_err()) {
+            mix_ok = false;
+        }
         let mix = RingMix {
             rounds: rounds?,
-            nops,
-            timers,
-            pingpongs,
+            nops: nops?.0,
+            timers: timers?.0,
+            pingpongs: pingpongs?.0,
         };
-        if let Err(rule) = validate::ring_batch(nops, timers) {
-            let at = timers_at.or(nops_at).unwrap_or(header);
-            self.err(at, format!("{rule}, found {nops} + {timers}"));
-            return None;
-        }
-        if validate::ring_pingpongs(pingpongs).is_err() {
-            return None;
-        }
-        if let Err(rule) = validate::ring_nonempty(&mix) {
-            self.err(header, rule.to_string());
+        if !mix_ok {
             return None;
         }
         let spec = Workload {
@@ -1368,6 +1381,18 @@ mod tests {
             )),
             "m.toml:3:1: a round must hold at least one operation (nops, timers or pingpongs)"
         );
+        // Every problem at once, each at its key or value.
+        let e = errors(&workload(
+            "kind = \"ring\"\nrounds = 0\nnops = 70\nlo = 3\nworkers = \"cpus\"\nmode = \"thread\"\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "m.toml:5:10: rounds must be an integer 1..=10000000, found 0",
+                "m.toml:6:8: nops + timers must be at most 64 (one batch fits the submission queue), found 70 + 0",
+                "m.toml:7:1: key \"lo\" does not apply to kind = \"ring\"",
+            ]
+        );
         assert_eq!(
             one(&workload(&format!("{RING_OK}lo = 0\n"))),
             "m.toml:11:1: key \"lo\" does not apply to kind = \"ring\""
@@ -1380,11 +1405,16 @@ mod tests {
             one(&workload(&format!("{RING_OK}serialize = true\n"))),
             "m.toml:11:13: serialize applies only to kind = \"primes\", found true"
         );
+        // rounds, workers and mode missing, and a round with no operation.
         let e = errors(&workload("kind = \"ring\"\n"));
-        assert_eq!(e.len(), 3, "{e:#?}");
-        assert!(e
-            .iter()
-            .all(|l| l.starts_with("m.toml:3:1: missing required key `")));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e.iter().all(|l| l.starts_with("m.toml:3:1: ")));
+        assert_eq!(
+            e.iter()
+                .filter(|l| l.contains("missing required key `"))
+                .count(),
+            3
+        );
     }
 
     #[test]
