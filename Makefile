@@ -1,5 +1,6 @@
 # Every user-facing command (CONTRACTS.md section 1). Run from the repository root.
 #   make run-smp-process-scale   the multi-process scaling benchmark
+#   make run-ring-scale          the kernel-path benchmark (ring, timer, park ops/s), both modes
 #   make test                    host unit tests, then every smoke manifest
 #   make soak                    every smoke manifest SOAK_RUNS times per CPU count (TCG)
 #   BOOT=auto|iso|pvh            GRUB ISO on -machine pc, or PVH entry on -machine microvm
@@ -50,7 +51,7 @@ TIMEOUT_ARG := $(if $(TIMEOUT),--timeout $(TIMEOUT),)
 BOOT_ARGS := --boot "$(BOOT)" --cpu "$(CPU_MODEL)" --mem $(MEM) $(TIMEOUT_ARG)
 
 .PHONY: iso run test debug clean deps prereqs kernel programs tools \
-        run-smp-process-scale run-thread-scale fmt clippy
+        run-smp-process-scale run-thread-scale run-ring-scale fmt clippy
 
 deps:
 	@scripts/install-deps.sh
@@ -109,6 +110,22 @@ run-thread-scale: prereqs
 	$(HARNESS) scale --manifest $(if $(filter manifests/default.toml,$(MANIFEST)),manifests/thread-scale.toml,$(MANIFEST)) \
 	    --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) --accel $(ACCEL) $(BOOT_ARGS)
 
+# The kernel-path benchmark in both modes: one harness run, one results
+# folder and one RESULT line per manifest (ring-scale: process mode,
+# ring-scale-thread: thread mode); exit 0 only if both PASS. MANIFEST=
+# runs just that manifest. The kernel is built with lock statistics, so
+# the guest prints LOCKSTAT lines (docs/benchmarks.md, "Kernel paths").
+RING_SCALE_MANIFESTS ?= manifests/ring-scale.toml manifests/ring-scale-thread.toml
+run-ring-scale: KERNEL_FEATURES = lockstat
+run-ring-scale: prereqs
+	@status=0; \
+	for m in $(if $(filter manifests/default.toml,$(MANIFEST)),$(RING_SCALE_MANIFESTS),$(MANIFEST)); do \
+	    echo "$(HARNESS) scale --manifest $$m"; \
+	    $(HARNESS) scale --manifest $$m --smp-list "$(SMP_LIST)" --runs $(RUNS) --repeat $(REPEAT) \
+	        --accel $(ACCEL) $(BOOT_ARGS) || status=1; \
+	done; \
+	exit $$status
+
 # TCG; BOOT picks the image (auto: the ISO). The harness prints the QEMU line.
 debug: prereqs
 	@echo "QEMU waits for gdb on :1234. Attach with:"
@@ -123,7 +140,7 @@ clippy:
 	cd kernel && CARGO_TARGET_DIR=$(KERNEL_TARGET_DIR) RUSTFLAGS="$(KERNEL_RUSTFLAGS)" \
 	    cargo clippy -q --release --target x86_64-unknown-none -- -D warnings
 	CARGO_TARGET_DIR=$(ROOT)/target/programs-clippy cargo clippy -q --release \
-	    --target x86_64-unknown-none -p rt -p primes -p smoke -- -D warnings
+	    --target x86_64-unknown-none -p rt -p primes -p smoke -p ringbench -- -D warnings
 
 clean:
 	cargo clean

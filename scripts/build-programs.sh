@@ -61,10 +61,10 @@ check_elf() {
 
 cd "$root"
 RUSTFLAGS="$rustflags" cargo build --release -q --target x86_64-unknown-none \
-    -p primes -p smoke
+    -p primes -p smoke -p ringbench
 
 bindir="$CARGO_TARGET_DIR/x86_64-unknown-none/release"
-for prog in primes $smoke_bins; do
+for prog in primes ringbench $smoke_bins; do
     if [ ! -f "$bindir/$prog" ]; then
         echo "build-programs: $bindir/$prog was not built" >&2
         exit 1
@@ -72,4 +72,4 @@ for prog in primes $smoke_bins; do
     objcopy --strip-all "$bindir/$prog" "$outdir/$prog"
     check_elf "$outdir/$prog"
 done
-echo "build-programs: $(echo primes $smoke_bins | wc -w) programs in $outdir"
+echo "build-programs: $(echo primes ringbench $smoke_bins | wc -w) programs in $outdir"

@@ -87,3 +87,15 @@ pub const MEMOBJ_PAGES_MAX: u64 = 1024;
 /// Most memory-object mappings one address space holds at once; a lookup
 /// from an address to its mapping is O(log n) in this number.
 pub const MEMOBJ_MAPPINGS_MAX: usize = 256;
+
+/// Most rounds per worker of a `kind = "ring"` workload (10^7): at about
+/// 30 operations a round that is far longer than any benchmark we run, and
+/// it keeps `ops_per_worker` far from overflow.
+pub const RING_ROUNDS_MAX: u32 = 10_000_000;
+
+/// Most NOPs plus timers per round: one batch must fit the submission
+/// queue (`abi::ring::SQ_ENTRIES`), so a round is one `cap_enter`.
+pub const RING_BATCH_MAX: u32 = crate::ring::SQ_ENTRIES;
+
+/// Most park/unpark round trips per round.
+pub const RING_PINGPONGS_MAX: u32 = 1024;

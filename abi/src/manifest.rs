@@ -112,7 +112,7 @@ impl Expect {
 /// `[workload]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
-    /// Only primes for now.
+    /// Primes, or ring (then `ring` holds the mix).
     pub kind: WorkloadKind,
     /// Count primes in `[lo, hi)`.
     pub lo: u64,
@@ -128,6 +128,34 @@ pub struct Workload {
     pub repeat: u32,
     /// Diagnostic: workers hold one shared lock while they count.
     pub serialize: bool,
+    /// `kind = "ring"`: the operation mix (then `lo`, `hi` and `expected`
+    /// are 0 and unused); `None` for primes.
+    pub ring: Option<RingMix>,
+}
+
+/// The operation mix of a `kind = "ring"` workload: what each worker does
+/// per round (docs/manifest.md). Every operation completes exactly once and
+/// is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMix {
+    /// Rounds per worker, 1..=[`crate::limits::RING_ROUNDS_MAX`].
+    pub rounds: u32,
+    /// NOPs per round, submitted together with the timers as one batch.
+    pub nops: u32,
+    /// Zero-length TimerSleeps per round, in the same batch.
+    pub timers: u32,
+    /// Park/unpark round trips per round between the worker and its
+    /// partner thread (each is 4 operations: an unpark and a park on each side).
+    pub pingpongs: u32,
+}
+
+impl RingMix {
+    /// Operations one worker (with its partner) completes in a timed run
+    /// (saturating: within the limits it is far below `u64::MAX`).
+    pub const fn ops_per_worker(&self) -> u64 {
+        let per_round = self.nops as u64 + self.timers as u64 + 4 * self.pingpongs as u64;
+        (self.rounds as u64).saturating_mul(per_round)
+    }
 }
 
 /// Workload kinds.
@@ -135,6 +163,27 @@ pub struct Workload {
 pub enum WorkloadKind {
     /// Prime counting.
     Primes,
+    /// Kernel-path operations: NOP batches, zero-length timers, park/unpark
+    /// ping-pong ([`RingMix`]).
+    Ring,
+}
+
+impl WorkloadKind {
+    /// The manifest word.
+    pub const fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Primes => "primes",
+            WorkloadKind::Ring => "ring",
+        }
+    }
+
+    /// The program the init service runs for this kind.
+    pub const fn program(self) -> &'static str {
+        match self {
+            WorkloadKind::Primes => WORKLOAD_PROGRAM,
+            WorkloadKind::Ring => RING_PROGRAM,
+        }
+    }
 }
 
 /// `workers`.
@@ -225,8 +274,11 @@ pub(crate) mod bounded {
     }
 }
 
-/// The program the init service runs for a `[workload]`.
+/// The program the init service runs for a `[workload]` of kind primes.
 pub const WORKLOAD_PROGRAM: &str = "primes";
+
+/// The program the init service runs for a `[workload]` of kind ring.
+pub const RING_PROGRAM: &str = "ringbench";
 
 #[cfg(test)]
 mod tests {
@@ -250,6 +302,26 @@ mod tests {
         for t in SelfTest::ALL {
             assert_eq!(SelfTest::from_name(t.name()), Some(*t));
         }
+    }
+
+    #[test]
+    fn ring_ops_per_worker() {
+        let m = RingMix {
+            rounds: 10,
+            nops: 16,
+            timers: 4,
+            pingpongs: 2,
+        };
+        assert_eq!(m.ops_per_worker(), 10 * (16 + 4 + 8));
+        let big = RingMix {
+            rounds: u32::MAX,
+            nops: u32::MAX,
+            timers: u32::MAX,
+            pingpongs: u32::MAX,
+        };
+        assert!(big.ops_per_worker() > u64::from(u32::MAX));
+        assert_eq!(WorkloadKind::Ring.program(), "ringbench");
+        assert_eq!(WorkloadKind::Primes.program(), WORKLOAD_PROGRAM);
     }
 
     #[test]

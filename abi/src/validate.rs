@@ -17,10 +17,12 @@ use crate::caps::CapKind;
 use crate::initrd::Payload;
 use crate::limits::{
     ARGS_MAX, ARG_MAX, CAPS_MAX, DESCRIPTION_MAX, HI_MAX, IMAGES_MAX, KERNEL_KIB_MAX,
-    KERNEL_KIB_MIN, NAME_MAX, PROGRAMS_MAX, PROGRAM_NAME_MAX, REPEAT_MAX, SELFTESTS_MAX,
-    TIMEOUT_MS_MAX, WORKERS_MAX,
+    KERNEL_KIB_MIN, NAME_MAX, PROGRAMS_MAX, PROGRAM_NAME_MAX, REPEAT_MAX, RING_BATCH_MAX,
+    RING_PINGPONGS_MAX, RING_ROUNDS_MAX, SELFTESTS_MAX, TIMEOUT_MS_MAX, WORKERS_MAX,
 };
-use crate::manifest::{Manifest, Mode, ProgramSpec, SelfTest, Workers, Workload, WORKLOAD_PROGRAM};
+use crate::manifest::{
+    Manifest, Mode, ProgramSpec, RingMix, SelfTest, Workers, Workload, WorkloadKind,
+};
 
 /// A rule a manifest (or an initrd's image list) broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +80,19 @@ pub enum Rule {
     DuplicateImage,
     /// A program (or the workload's program) without an image.
     MissingImage,
+    /// `rounds` is not in 1..=[`RING_ROUNDS_MAX`].
+    RingRounds,
+    /// `nops + timers` is more than [`RING_BATCH_MAX`].
+    RingBatch,
+    /// `pingpongs` is more than [`RING_PINGPONGS_MAX`].
+    RingPingpongs,
+    /// A round with no operation at all.
+    RingEmptyRound,
+    /// A ring workload without its mix, or a primes workload with one
+    /// (only a hand-made initrd can do this).
+    RingMix,
+    /// `serialize = true` with `kind = "ring"`.
+    RingSerialize,
 }
 
 impl fmt::Display for Rule {
@@ -126,6 +141,19 @@ impl fmt::Display for Rule {
             Rule::ImageName => write!(f, "an image name breaks the program-name rule"),
             Rule::DuplicateImage => write!(f, "two images have the same name"),
             Rule::MissingImage => write!(f, "a program has no image in the initrd"),
+            Rule::RingRounds => write!(f, "rounds must be an integer 1..={RING_ROUNDS_MAX}"),
+            Rule::RingBatch => write!(
+                f,
+                "nops + timers must be at most {RING_BATCH_MAX} (one batch fits the submission queue)"
+            ),
+            Rule::RingPingpongs => {
+                write!(f, "pingpongs must be an integer 0..={RING_PINGPONGS_MAX}")
+            }
+            Rule::RingEmptyRound => {
+                write!(f, "a round must hold at least one operation (nops, timers or pingpongs)")
+            }
+            Rule::RingMix => write!(f, "kind = \"ring\" needs its mix, and only it has one"),
+            Rule::RingSerialize => write!(f, "serialize applies only to kind = \"primes\""),
         }
     }
 }
@@ -167,6 +195,14 @@ pub enum Place {
     Repeat,
     /// `[workload] serialize`.
     Serialize,
+    /// `[workload] rounds`.
+    Rounds,
+    /// `[workload] nops` / `timers` (the batch).
+    Batch,
+    /// `[workload] pingpongs`.
+    Pingpongs,
+    /// `[workload] kind` (the mix as a whole).
+    Kind,
     /// The initrd's image list as a whole.
     Images,
     /// Image `.0`.
@@ -193,6 +229,10 @@ impl fmt::Display for Place {
             Place::Workers => f.write_str("[workload] workers"),
             Place::Repeat => f.write_str("[workload] repeat"),
             Place::Serialize => f.write_str("[workload] serialize"),
+            Place::Rounds => f.write_str("[workload] rounds"),
+            Place::Batch => f.write_str("[workload] nops + timers"),
+            Place::Pingpongs => f.write_str("[workload] pingpongs"),
+            Place::Kind => f.write_str("[workload] kind"),
             Place::Images => f.write_str("images"),
             Place::Image(i) => write!(f, "image[{i}]"),
         }
@@ -367,6 +407,51 @@ pub fn serialize(mode: Mode, serialize: bool) -> Result<(), Rule> {
     }
 }
 
+/// `rounds` in 1..=[`RING_ROUNDS_MAX`].
+pub fn ring_rounds(rounds: u32) -> Result<(), Rule> {
+    (1..=RING_ROUNDS_MAX)
+        .contains(&rounds)
+        .then_some(())
+        .ok_or(Rule::RingRounds)
+}
+
+/// `nops + timers` at most [`RING_BATCH_MAX`].
+pub fn ring_batch(nops: u32, timers: u32) -> Result<(), Rule> {
+    (u64::from(nops) + u64::from(timers) <= u64::from(RING_BATCH_MAX))
+        .then_some(())
+        .ok_or(Rule::RingBatch)
+}
+
+/// `pingpongs` at most [`RING_PINGPONGS_MAX`].
+pub fn ring_pingpongs(pingpongs: u32) -> Result<(), Rule> {
+    (pingpongs <= RING_PINGPONGS_MAX)
+        .then_some(())
+        .ok_or(Rule::RingPingpongs)
+}
+
+/// At least one operation per round.
+pub fn ring_nonempty(m: &RingMix) -> Result<(), Rule> {
+    (m.nops > 0 || m.timers > 0 || m.pingpongs > 0)
+        .then_some(())
+        .ok_or(Rule::RingEmptyRound)
+}
+
+/// Every rule of a ring mix, each violation reported.
+pub fn ring_mix(m: &RingMix, report: &mut impl FnMut(Violation)) {
+    if let Err(e) = ring_rounds(m.rounds) {
+        report(at(Place::Rounds)(e));
+    }
+    if let Err(e) = ring_batch(m.nops, m.timers) {
+        report(at(Place::Batch)(e));
+    }
+    if let Err(e) = ring_pingpongs(m.pingpongs) {
+        report(at(Place::Pingpongs)(e));
+    }
+    if let Err(e) = ring_nonempty(m) {
+        report(at(Place::Kind)(e));
+    }
+}
+
 /// Every rule of one `[[program]]` (index `i`), each violation reported.
 pub fn program(i: usize, p: &ProgramSpec<'_>, report: &mut impl FnMut(Violation)) {
     if let Err(e) = program_name(p.name) {
@@ -393,10 +478,21 @@ pub fn program(i: usize, p: &ProgramSpec<'_>, report: &mut impl FnMut(Violation)
 
 /// Every rule of `[workload]`, each violation reported.
 pub fn workload(w: &Workload, report: &mut impl FnMut(Violation)) {
-    if let Err(e) = hi(w.lo, w.hi) {
-        report(at(Place::Hi)(e));
-    } else if let Err(e) = expected(w.lo, w.hi, w.expected) {
-        report(at(Place::Expected)(e));
+    match (w.kind, &w.ring) {
+        (WorkloadKind::Primes, None) => {
+            if let Err(e) = hi(w.lo, w.hi) {
+                report(at(Place::Hi)(e));
+            } else if let Err(e) = expected(w.lo, w.hi, w.expected) {
+                report(at(Place::Expected)(e));
+            }
+        }
+        (WorkloadKind::Ring, Some(m)) => {
+            ring_mix(m, report);
+            if w.serialize {
+                report(at(Place::Serialize)(Rule::RingSerialize));
+            }
+        }
+        _ => report(at(Place::Kind)(Rule::RingMix)),
     }
     if let Err(e) = workers(w.workers) {
         report(at(Place::Workers)(e));
@@ -476,8 +572,10 @@ pub fn check_payload(p: &Payload<'_>, report: &mut impl FnMut(Violation)) {
             report(at(Place::ProgramName(i))(Rule::MissingImage));
         }
     }
-    if p.manifest.workload.is_some() && p.program(WORKLOAD_PROGRAM).is_none() {
-        report(at(Place::Images)(Rule::MissingImage));
+    if let Some(w) = &p.manifest.workload {
+        if p.program(w.kind.program()).is_none() {
+            report(at(Place::Images)(Rule::MissingImage));
+        }
     }
 }
 
@@ -490,7 +588,7 @@ pub fn payload(p: &Payload<'_>) -> Result<(), Violation> {
 mod tests {
     use super::*;
     use crate::initrd::ProgramImage;
-    use crate::manifest::{Expect, Scenario, WorkloadKind};
+    use crate::manifest::{Expect, Scenario, WORKLOAD_PROGRAM};
     use alloc::string::{String, ToString};
     use alloc::vec;
     use alloc::vec::Vec;
@@ -515,7 +613,96 @@ mod tests {
             mode: Mode::Thread,
             repeat: 1,
             serialize: false,
+            ring: None,
         }
+    }
+
+    fn ring_workload() -> Workload {
+        Workload {
+            kind: WorkloadKind::Ring,
+            lo: 0,
+            hi: 0,
+            expected: 0,
+            workers: Workers::Cpus,
+            mode: Mode::Process,
+            repeat: 1,
+            serialize: false,
+            ring: Some(RingMix {
+                rounds: 100,
+                nops: 16,
+                timers: 4,
+                pingpongs: 2,
+            }),
+        }
+    }
+
+    #[test]
+    fn ring_rules() {
+        let mut m = base();
+        m.workload = Some(ring_workload());
+        assert!(all(&m).is_empty(), "{:?}", all(&m));
+        let places = |w: Workload| -> Vec<(Place, Rule)> {
+            let mut m = base();
+            m.workload = Some(w);
+            all(&m).into_iter().map(|v| (v.place, v.rule)).collect()
+        };
+        let with = |f: &dyn Fn(&mut RingMix)| {
+            let mut w = ring_workload();
+            if let Some(r) = w.ring.as_mut() {
+                f(r);
+            }
+            places(w)
+        };
+        assert_eq!(
+            with(&|r| r.rounds = 0),
+            vec![(Place::Rounds, Rule::RingRounds)]
+        );
+        assert_eq!(
+            with(&|r| r.rounds = RING_ROUNDS_MAX + 1),
+            vec![(Place::Rounds, Rule::RingRounds)]
+        );
+        assert!(with(&|r| r.rounds = RING_ROUNDS_MAX).is_empty());
+        assert!(with(&|r| {
+            r.nops = RING_BATCH_MAX - 1;
+            r.timers = 1;
+        })
+        .is_empty());
+        assert_eq!(
+            with(&|r| {
+                r.nops = RING_BATCH_MAX;
+                r.timers = 1;
+            }),
+            vec![(Place::Batch, Rule::RingBatch)]
+        );
+        assert_eq!(
+            with(&|r| {
+                r.nops = u32::MAX;
+                r.timers = u32::MAX;
+            }),
+            vec![(Place::Batch, Rule::RingBatch)]
+        );
+        assert_eq!(
+            with(&|r| r.pingpongs = RING_PINGPONGS_MAX + 1),
+            vec![(Place::Pingpongs, Rule::RingPingpongs)]
+        );
+        assert_eq!(
+            with(&|r| {
+                r.nops = 0;
+                r.timers = 0;
+                r.pingpongs = 0;
+            }),
+            vec![(Place::Kind, Rule::RingEmptyRound)]
+        );
+        let mut w = ring_workload();
+        w.serialize = true;
+        w.mode = Mode::Thread;
+        assert_eq!(places(w), vec![(Place::Serialize, Rule::RingSerialize)]);
+        let mut w = ring_workload();
+        w.ring = None;
+        assert_eq!(places(w), vec![(Place::Kind, Rule::RingMix)]);
+        let mut w = workload();
+        w.ring = ring_workload().ring;
+        assert_eq!(places(w), vec![(Place::Kind, Rule::RingMix)]);
     }
 
     fn all(m: &Manifest<'_>) -> Vec<Violation> {
@@ -800,5 +987,11 @@ mod tests {
         let names: Vec<String> = (0..=IMAGES_MAX).map(|i| i.to_string()).collect();
         p.programs = names.iter().map(|n| img(n)).collect();
         assert_eq!(payload(&p).map_err(|v| v.rule), Err(Rule::TooManyImages));
+        // A ring workload needs the ring program's image, not primes'.
+        p.manifest.workload = Some(ring_workload());
+        p.programs = vec![img("a"), img(WORKLOAD_PROGRAM)];
+        assert_eq!(payload(&p).map_err(|v| v.rule), Err(Rule::MissingImage));
+        p.programs = vec![img("a"), img(crate::manifest::RING_PROGRAM)];
+        assert_eq!(payload(&p), Ok(()));
     }
 }

@@ -135,10 +135,19 @@ fn step(i: usize) -> Option<Step> {
         Mode::Thread => "thread",
     };
     use abi::caps::CapKind::*;
-    Some(Step {
-        label: String::from("workload"),
-        name: abi::manifest::WORKLOAD_PROGRAM,
-        args: alloc::vec![
+    let args = match &w.ring {
+        // kind = "ring": `ringbench parent ROUNDS NOPS TIMERS PINGPONGS WORKERS MODE REPEAT`.
+        Some(r) => alloc::vec![
+            String::from("parent"),
+            format!("{}", r.rounds),
+            format!("{}", r.nops),
+            format!("{}", r.timers),
+            format!("{}", r.pingpongs),
+            format!("{workers}"),
+            String::from(mode),
+            format!("{}", w.repeat),
+        ],
+        None => alloc::vec![
             String::from("parent"),
             format!("{}", w.lo),
             format!("{}", w.hi),
@@ -148,6 +157,11 @@ fn step(i: usize) -> Option<Step> {
             format!("{}", w.repeat),
             String::from(if w.serialize { "1" } else { "0" }),
         ],
+    };
+    Some(Step {
+        label: String::from("workload"),
+        name: w.kind.program(),
+        args,
         caps: alloc::vec![Console, Timer, Spawner, Stats],
         expect: Expect::Exit(0),
         kernel_kib: abi::limits::KERNEL_KIB_DEFAULT,

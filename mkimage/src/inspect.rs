@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use abi::caps::CapKind;
 use abi::elf::{PF_R, PF_W, PF_X};
 use abi::initrd::{InitrdError, Payload};
-use abi::manifest::{Expect, Workers, WorkloadKind};
+use abi::manifest::{Expect, Workers};
 
 /// What an initrd holds, described.
 #[derive(Clone, Debug)]
@@ -88,9 +88,7 @@ fn describe_manifest(text: &mut String, payload: &Payload<'_>) {
         );
     }
     if let Some(w) = m.workload {
-        let kind = match w.kind {
-            WorkloadKind::Primes => "primes",
-        };
+        let kind = w.kind.name();
         let workers = match w.workers {
             Workers::Count(n) => n.to_string(),
             Workers::Cpus => "cpus".to_string(),
@@ -105,6 +103,17 @@ fn describe_manifest(text: &mut String, payload: &Payload<'_>) {
             w.repeat,
             w.serialize
         );
+        if let Some(r) = w.ring {
+            let _ = writeln!(
+                text,
+                "workload ring rounds={} nops={} timers={} pingpongs={} ops_per_worker={}",
+                r.rounds,
+                r.nops,
+                r.timers,
+                r.pingpongs,
+                r.ops_per_worker()
+            );
+        }
     }
 }
 

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use abi::caps::CapKind;
-use abi::manifest::{self as am, Expect, Mode, Workers, Workload, WorkloadKind};
+use abi::manifest::{self as am, Expect, Mode, RingMix, Workers, Workload, WorkloadKind};
 use abi::validate::{self, Rule};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -42,12 +42,21 @@ const WORKLOAD_KEYS: &[&str] = &[
     "mode",
     "repeat",
     "serialize",
+    "rounds",
+    "nops",
+    "timers",
+    "pingpongs",
 ];
+/// Keys of `[workload]` that only `kind = "primes"` takes.
+const PRIMES_ONLY_KEYS: &[&str] = &["lo", "hi", "expected"];
+/// Keys of `[workload]` that only `kind = "ring"` takes.
+const RING_ONLY_KEYS: &[&str] = &["rounds", "nops", "timers", "pingpongs"];
 
 /// The one `workers` word.
 const WORKERS_CPUS: &str = "cpus";
-/// The one workload kind.
+/// The workload kinds.
 const KIND_PRIMES: &str = "primes";
+const KIND_RING: &str = "ring";
 
 /// `[scenario]`, checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,13 +135,13 @@ impl ManifestDoc {
 
     /// Every program image the initrd must hold, each once, in first-use
     /// order, with the byte offset to blame if it is missing: each
-    /// `[[program]]` name, then [`am::WORKLOAD_PROGRAM`] when a workload is
-    /// present (blamed on the `[workload]` header).
+    /// `[[program]]` name, then the workload kind's program
+    /// ([`WorkloadKind::program`]) when a workload is present (blamed on the `[workload]` header).
     pub fn required_programs(&self) -> Vec<(&str, usize)> {
         let mut out: Vec<(&str, usize)> = Vec::new();
         let workload = self
             .workload
-            .map(|w| (am::WORKLOAD_PROGRAM, w.header_offset));
+            .map(|w| (w.spec.kind.program(), w.header_offset));
         let all = self
             .programs
             .iter()
@@ -674,6 +683,11 @@ impl Checker<'_> {
         let kind = self
             .required(t, "kind", header, LABEL)
             .and_then(|v| self.kind(v));
+        match kind {
+            Some(WorkloadKind::Ring) => return self.ring_workload(t, header),
+            Some(WorkloadKind::Primes) => self.keys_of_other_kind(t, RING_ONLY_KEYS, KIND_PRIMES),
+            None => {}
+        }
         let lo = self
             .required(t, "lo", header, LABEL)
             .and_then(|v| self.unsigned(v, "lo"));
@@ -725,6 +739,112 @@ impl Checker<'_> {
             mode: mode?,
             repeat: repeat?,
             serialize: serialize?,
+            ring: None,
+        };
+        Some(WorkloadDef {
+            spec,
+            header_offset: header,
+        })
+    }
+
+    /// Flags each key in `keys` present in `t`, at the key: it belongs to
+    /// another workload kind than `kind`.
+    fn keys_of_other_kind(&mut self, t: &DeTable<'_>, keys: &[&str], kind: &str) {
+        for (k, _) in t.iter() {
+            let name: &str = k.get_ref().as_ref();
+            if keys.contains(&name) {
+                self.err(
+                    k.span().start,
+                    format!("key {name:?} does not apply to kind = {kind:?}"),
+                );
+            }
+        }
+    }
+
+    /// `[workload]` with `kind = "ring"`: the mix instead of a range.
+    fn ring_workload(&mut self, t: &DeTable<'_>, header: usize) -> Option<WorkloadDef> {
+        const LABEL: &str = "[workload]";
+        self.keys_of_other_kind(t, PRIMES_ONLY_KEYS, KIND_RING);
+        let rounds = self.required(t, "rounds", header, LABEL).and_then(|v| {
+            self.int_as::<u32>(v, Rule::RingRounds)
+                .filter(|r| self.rule(v, validate::ring_rounds(*r), None))
+        });
+        let mut count = |key: &str, rule: Rule| -> Option<(u32, Option<usize>)> {
+            match get(t, key) {
+                None => Some((0, None)),
+                Some(v) => Some((self.int_as::<u32>(v, rule)?, Some(v.span().start))),
+            }
+        };
+        let nops = count("nops", Rule::RingBatch);
+        let timers = count("timers", Rule::RingBatch);
+        let pingpongs = count("pingpongs", Rule::RingPingpongs);
+        if let Some(v) = get(t, "pingpongs") {
+            if let Some((p, _)) = pingpongs {
+                self.rule(v, validate::ring_pingpongs(p), None);
+            }
+        }
+        let workers = self
+            .required(t, "workers", header, LABEL)
+            .and_then(|v| self.workers(v));
+        let mode = self
+            .required(t, "mode", header, LABEL)
+            .and_then(|v| self.mode(v));
+        let repeat = match get(t, "repeat") {
+            None => Some(1),
+            Some(v) => self
+                .int_as::<u32>(v, Rule::Repeat)
+                .filter(|r| self.rule(v, validate::repeat(*r), None)),
+        };
+        let serialize = match get(t, "serialize") {
+            None => Some(false),
+            Some(v) => self
+                .bool(v, "serialize must be true or false")
+                .filter(|s| self.rule(v, if *s { Err(Rule::RingSerialize) } else { Ok(()) }, None)),
+        };
+        // Every rule on the mix is checked (and reported) before any part
+        // that failed makes this return.
+        let mut mix_ok = true;
+        if let (Some((n, n_at)), Some((t, t_at))) = (nops, timers) {
+            if let Err(rule) = validate::ring_batch(n, t) {
+                let at = t_at.or(n_at).unwrap_or(header);
+                self.err(at, format!("{rule}, found {n} + {t}"));
+                mix_ok = false;
+            }
+        }
+        if let (Some((n, _)), Some((t, _)), Some((p, _))) = (nops, timers, pingpongs) {
+            let probe = RingMix {
+                rounds: 1,
+                nops: n,
+                timers: t,
+                pingpongs: p,
+            };
+            if let Err(rule) = validate::ring_nonempty(&probe) {
+                self.err(header, rule.to_string());
+                mix_ok = false;
+            }
+        }
+        if matches!(pingpongs, Some((p, _)) if validate::ring_pingpongs(p).is_err()) {
+            mix_ok = false;
+        }
+        let mix = RingMix {
+            rounds: rounds?,
+            nops: nops?.0,
+            timers: timers?.0,
+            pingpongs: pingpongs?.0,
+        };
+        if !mix_ok {
+            return None;
+        }
+        let spec = Workload {
+            kind: WorkloadKind::Ring,
+            lo: 0,
+            hi: 0,
+            expected: 0,
+            workers: workers?,
+            mode: mode?,
+            repeat: repeat?,
+            serialize: serialize?,
+            ring: Some(mix),
         };
         Some(WorkloadDef {
             spec,
@@ -733,9 +853,10 @@ impl Checker<'_> {
     }
 
     fn kind(&mut self, v: &Value<'_>) -> Option<WorkloadKind> {
-        let expected = format!("kind must be {KIND_PRIMES:?}");
+        let expected = format!("kind must be {KIND_PRIMES:?} or {KIND_RING:?}");
         match v.get_ref() {
             DeValue::String(s) if s == KIND_PRIMES => Some(WorkloadKind::Primes),
+            DeValue::String(s) if s == KIND_RING => Some(WorkloadKind::Ring),
             _ => {
                 self.wrong(v, &expected);
                 None
@@ -1067,7 +1188,7 @@ mod tests {
     fn bad_kind() {
         assert_eq!(
             one(&workload("kind = \"fibonacci\"\nlo = 0\nhi = 10\nexpected = 4\nworkers = 1\nmode = \"thread\"\n")),
-            "m.toml:4:8: kind must be \"primes\", found \"fibonacci\""
+            "m.toml:4:8: kind must be \"primes\" or \"ring\", found \"fibonacci\""
         );
     }
 
@@ -1203,6 +1324,96 @@ mod tests {
                 "m.toml:9:11",
                 "m.toml:10:8"
             ]
+        );
+    }
+
+    const RING_OK: &str = "kind = \"ring\"\nrounds = 100\nnops = 16\ntimers = 4\n\
+                           pingpongs = 2\nworkers = \"cpus\"\nmode = \"thread\"\n";
+
+    #[test]
+    fn ring_workload_parses() {
+        let doc = parse(&workload(RING_OK)).expect("valid");
+        let w = doc.workload.expect("workload").spec;
+        assert_eq!(w.kind, WorkloadKind::Ring);
+        assert_eq!(
+            w.ring,
+            Some(RingMix {
+                rounds: 100,
+                nops: 16,
+                timers: 4,
+                pingpongs: 2
+            })
+        );
+        assert_eq!((w.lo, w.hi, w.expected, w.serialize), (0, 0, 0, false));
+        assert_eq!(doc.required_programs(), vec![("ringbench", 22)]);
+        // nops, timers and pingpongs default to 0.
+        let doc = parse(&workload(
+            "kind = \"ring\"\nrounds = 1\nnops = 1\nworkers = 1\nmode = \"process\"\n",
+        ))
+        .expect("valid");
+        let r = doc.workload.and_then(|w| w.spec.ring).expect("mix");
+        assert_eq!((r.nops, r.timers, r.pingpongs), (1, 0, 0));
+    }
+
+    #[test]
+    fn ring_workload_errors() {
+        assert_eq!(
+            one(&workload(&RING_OK.replace("rounds = 100", "rounds = 0"))),
+            "m.toml:5:10: rounds must be an integer 1..=10000000, found 0"
+        );
+        assert_eq!(
+            one(&workload(&RING_OK.replace("nops = 16", "nops = 61"))),
+            "m.toml:7:10: nops + timers must be at most 64 (one batch fits the submission queue), found 61 + 4"
+        );
+        assert_eq!(
+            one(&workload(
+                &RING_OK.replace("pingpongs = 2", "pingpongs = 1025")
+            )),
+            "m.toml:8:13: pingpongs must be an integer 0..=1024, found 1025"
+        );
+        assert_eq!(
+            one(&workload(&RING_OK.replace("nops = 16", "nops = -1"))),
+            "m.toml:6:8: nops + timers must be at most 64 (one batch fits the submission queue), found -1"
+        );
+        assert_eq!(
+            one(&workload(
+                "kind = \"ring\"\nrounds = 5\nworkers = 1\nmode = \"thread\"\n"
+            )),
+            "m.toml:3:1: a round must hold at least one operation (nops, timers or pingpongs)"
+        );
+        // Every problem at once, each at its key or value.
+        let e = errors(&workload(
+            "kind = \"ring\"\nrounds = 0\nnops = 70\nlo = 3\nworkers = \"cpus\"\nmode = \"thread\"\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "m.toml:5:10: rounds must be an integer 1..=10000000, found 0",
+                "m.toml:6:8: nops + timers must be at most 64 (one batch fits the submission queue), found 70 + 0",
+                "m.toml:7:1: key \"lo\" does not apply to kind = \"ring\"",
+            ]
+        );
+        assert_eq!(
+            one(&workload(&format!("{RING_OK}lo = 0\n"))),
+            "m.toml:11:1: key \"lo\" does not apply to kind = \"ring\""
+        );
+        assert_eq!(
+            one(&workload(&format!("{WORKLOAD_OK}rounds = 3\n"))),
+            "m.toml:10:1: key \"rounds\" does not apply to kind = \"primes\""
+        );
+        assert_eq!(
+            one(&workload(&format!("{RING_OK}serialize = true\n"))),
+            "m.toml:11:13: serialize applies only to kind = \"primes\", found true"
+        );
+        // rounds, workers and mode missing, and a round with no operation.
+        let e = errors(&workload("kind = \"ring\"\n"));
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e.iter().all(|l| l.starts_with("m.toml:3:1: ")));
+        assert_eq!(
+            e.iter()
+                .filter(|l| l.contains("missing required key `"))
+                .count(),
+            3
         );
     }
 

@@ -19,6 +19,7 @@ mod hole;
 mod manifest;
 mod mkiso;
 mod native;
+mod native_ring;
 mod parse;
 mod qemu;
 mod report;

@@ -1,8 +1,8 @@
 //! The few manifest fields the harness needs (CONTRACTS.md section 2).
 //!
 //! mkimage is the validator; this reads only `[scenario] name` and the
-//! `[workload]` range, ignoring everything else, so a manifest mkimage
-//! accepts always loads here.
+//! `[workload]` range (or, for `kind = "ring"`, its mix and worker count),
+//! ignoring everything else, so a manifest mkimage accepts always loads here.
 
 use std::path::Path;
 
@@ -18,21 +18,102 @@ pub struct ManifestInfo {
     pub workload: Option<WorkloadInfo>,
 }
 
-/// The workload's range and answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The workload's range and answer (primes), or its mix (ring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkloadInfo {
-    /// Range start.
+    /// Range start (0 for ring).
     pub lo: u64,
-    /// Range end (exclusive).
+    /// Range end, exclusive (0 for ring).
     pub hi: u64,
-    /// Expected prime count.
+    /// Expected prime count (ring: see [`WorkloadInfo::expected_for`]).
     pub expected: u64,
+    /// `kind = "ring"`: what the operation count depends on.
+    pub ring: Option<RingInfo>,
+}
+
+/// A ring workload's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingInfo {
+    /// Operations per worker: `rounds * (nops + timers + 4 * pingpongs)`.
+    pub ops_per_worker: u64,
+    /// NOPs per batch (the native anchor uses the same batch size).
+    pub nops: u32,
+    /// A fixed worker count, or `None` for one per CPU.
+    pub workers: Option<u32>,
+}
+
+impl WorkloadInfo {
+    /// The count a boot with `cpus` CPUs must report: the prime count, or
+    /// the operations of all ring workers.
+    pub fn expected_for(&self, cpus: u32) -> u64 {
+        match self.ring {
+            None => self.expected,
+            Some(r) => r
+                .ops_per_worker
+                .saturating_mul(u64::from(r.workers.unwrap_or(cpus.max(1)))),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 struct Raw {
     scenario: RawScenario,
-    workload: Option<WorkloadInfo>,
+    workload: Option<RawWorkload>,
+}
+
+#[derive(Deserialize)]
+struct RawWorkload {
+    kind: Option<String>,
+    lo: Option<u64>,
+    hi: Option<u64>,
+    expected: Option<u64>,
+    workers: Option<toml::Value>,
+    rounds: Option<u32>,
+    nops: Option<u32>,
+    timers: Option<u32>,
+    pingpongs: Option<u32>,
+}
+
+impl RawWorkload {
+    fn info(self) -> Result<WorkloadInfo> {
+        if self.kind.as_deref() == Some("ring") {
+            let Some(rounds) = self.rounds else {
+                bail!("[workload] kind = \"ring\" needs rounds");
+            };
+            let (nops, timers, pingpongs) = (
+                self.nops.unwrap_or(0),
+                self.timers.unwrap_or(0),
+                self.pingpongs.unwrap_or(0),
+            );
+            let per_round = u64::from(nops) + u64::from(timers) + 4 * u64::from(pingpongs);
+            let workers = match &self.workers {
+                Some(toml::Value::Integer(n)) => Some(u32::try_from(*n)?),
+                _ => None,
+            };
+            return Ok(WorkloadInfo {
+                lo: 0,
+                hi: 0,
+                expected: 0,
+                ring: Some(RingInfo {
+                    ops_per_worker: u64::from(rounds).saturating_mul(per_round),
+                    nops,
+                    workers,
+                }),
+            });
+        }
+        let (Some(lo), Some(hi), Some(expected)) = (self.lo, self.hi, self.expected) else {
+            bail!("[workload] needs lo, hi and expected");
+        };
+        if hi <= lo {
+            bail!("[workload] hi must be > lo");
+        }
+        Ok(WorkloadInfo {
+            lo,
+            hi,
+            expected,
+            ring: None,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -60,15 +141,8 @@ pub fn parse(text: &str) -> Result<ManifestInfo> {
     if name.is_empty() || name.len() > MAX_NAME_LEN || !valid {
         bail!("[scenario] name {name:?} is not [a-z0-9-], 1..={MAX_NAME_LEN} chars");
     }
-    if let Some(w) = raw.workload {
-        if w.hi <= w.lo {
-            bail!("[workload] hi must be > lo");
-        }
-    }
-    Ok(ManifestInfo {
-        name,
-        workload: raw.workload,
-    })
+    let workload = raw.workload.map(RawWorkload::info).transpose()?;
+    Ok(ManifestInfo { name, workload })
 }
 
 #[cfg(test)]
@@ -87,9 +161,31 @@ mod tests {
             Some(WorkloadInfo {
                 lo: 0,
                 hi: 1_000_000_000,
-                expected: 50_847_534
+                expected: 50_847_534,
+                ring: None,
             })
         );
+    }
+
+    #[test]
+    fn reads_a_ring_workload() {
+        let m = parse(
+            "[scenario]\nname = \"ring-scale\"\n[workload]\nkind = \"ring\"\nrounds = 10\nnops = 16\ntimers = 2\npingpongs = 1\nworkers = \"cpus\"\nmode = \"thread\"\n",
+        )
+        .expect("valid");
+        let w = m.workload.expect("workload");
+        let r = w.ring.expect("ring");
+        assert_eq!((r.ops_per_worker, r.nops, r.workers), (220, 16, None));
+        assert_eq!(w.expected_for(1), 220);
+        assert_eq!(w.expected_for(2), 440);
+        let fixed = parse(
+            "[scenario]\nname = \"r\"\n[workload]\nkind = \"ring\"\nrounds = 2\nnops = 1\nworkers = 3\nmode = \"thread\"\n",
+        )
+        .expect("valid")
+        .workload
+        .expect("workload");
+        assert_eq!(fixed.expected_for(1), 6);
+        assert!(parse("[scenario]\nname = \"r\"\n[workload]\nkind = \"ring\"\n").is_err());
     }
 
     #[test]

@@ -34,6 +34,21 @@ pub struct ScaleLine {
     pub ms: f64,
     /// Per-CPU time running user threads during the section.
     pub busy: Vec<f64>,
+    /// `kind=ring` on a ring-scale line (absent for primes).
+    pub ring: bool,
+}
+
+/// One `LOCKSTAT` line: a kernel lock's counters over the whole scenario.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockStat {
+    /// The lock's name.
+    pub name: String,
+    /// Acquisitions.
+    pub acquires: u64,
+    /// Acquisitions that found the lock held.
+    pub contended: u64,
+    /// Spin iterations while waiting.
+    pub spins: u64,
 }
 
 /// One `WORKER` line.
@@ -49,6 +64,8 @@ pub struct WorkerLine {
     pub end: u64,
     /// CPUs it ran on.
     pub cpus: Vec<u32>,
+    /// Ring thread mode: CPUs its partner thread ran on (empty if absent).
+    pub partner_cpus: Vec<u32>,
 }
 
 /// One `CPUSTAT` line (kept as raw numbers for the report).
@@ -82,6 +99,8 @@ pub enum Event {
     Worker(WorkerLine),
     /// `CPUSTAT ...`.
     CpuStat(CpuStat),
+    /// `LOCKSTAT ...`.
+    LockStat(LockStat),
     /// `PANIC <message>`.
     Panic(String),
     /// `SCENARIO <name> PASS|FAIL ...`.
@@ -108,6 +127,8 @@ pub struct BootLog {
     pub runs: Vec<TimedRun>,
     /// `CPUSTAT` lines.
     pub cpustats: Vec<CpuStat>,
+    /// `LOCKSTAT` lines (kernels built with lock statistics).
+    pub lockstats: Vec<LockStat>,
     /// The first `SCENARIO` line.
     pub verdict: Option<ScenarioVerdict>,
     /// Messages of `PANIC` lines.
@@ -133,6 +154,7 @@ impl BootLog {
                     log.runs.push(TimedRun { scale, workers });
                 }
                 Event::CpuStat(s) => log.cpustats.push(s),
+                Event::LockStat(s) => log.lockstats.push(s),
                 Event::Panic(m) => log.panics.push(m),
                 Event::Scenario(v) => {
                     if log.verdict.is_none() {
@@ -188,6 +210,7 @@ pub fn parse_line(raw: &str) -> Option<Event> {
         "SCALE" => parse_scale(rest).map(Event::Scale).or_else(bad),
         "WORKER" => parse_worker(rest).map(Event::Worker).or_else(bad),
         "CPUSTAT" => parse_cpustat(rest).map(Event::CpuStat).or_else(bad),
+        "LOCKSTAT" => parse_lockstat(rest).map(Event::LockStat).or_else(bad),
         _ => None,
     }
 }
@@ -261,7 +284,19 @@ fn parse_scale(rest: &str) -> Option<ScaleLine> {
         cycles: num(&f, "cycles")?,
         ms: finite(&f, "ms")?,
         busy,
+        ring: f.get("kind") == Some(&"ring"),
     })
+}
+
+fn parse_lockstat(rest: &str) -> Option<LockStat> {
+    let f = fields(rest);
+    let s = LockStat {
+        name: f.get("name")?.to_string(),
+        acquires: num(&f, "acquires")?,
+        contended: num(&f, "contended")?,
+        spins: num(&f, "spins")?,
+    };
+    (s.contended <= s.acquires).then_some(s)
 }
 
 fn parse_worker(rest: &str) -> Option<WorkerLine> {
@@ -272,6 +307,10 @@ fn parse_worker(rest: &str) -> Option<WorkerLine> {
         start: num(&f, "start")?,
         end: num(&f, "end")?,
         cpus: list(&f, "cpus")?,
+        partner_cpus: match f.get("partner_cpus") {
+            Some(_) => list(&f, "partner_cpus")?,
+            None => Vec::new(),
+        },
     })
 }
 
@@ -380,6 +419,28 @@ pub mod tests {
             parse_line("\u{1b}[0mPANIC at foo.rs:3"),
             Some(Event::Panic("at foo.rs:3".into()))
         );
+    }
+
+    #[test]
+    fn lockstat_and_ring_lines() {
+        let text = "SCALE run=1 mode=thread workers=2 cpus=2 lo=0 hi=0 count=40 expected=40 ok=1 cycles=9 ms=12 busy=1,1 kind=ring ops=40 ops_per_s=3333\n\
+                    LOCKSTAT name=registry acquires=1000 contended=3 spins=40\n\
+                    LOCKSTAT name=heap acquires=5 contended=6 spins=0\n\
+                    LOCKSTAT name=x acquires=1\n";
+        let log = BootLog::parse(text.lines());
+        assert!(log.runs[0].scale.ring);
+        assert_eq!(
+            log.lockstats,
+            vec![LockStat {
+                name: "registry".into(),
+                acquires: 1000,
+                contended: 3,
+                spins: 40
+            }]
+        );
+        assert_eq!(log.malformed.len(), 2, "{:?}", log.malformed);
+        let primes = good_log(1, 1, "thread", 5.0);
+        assert!(!BootLog::parse(primes.lines()).runs[0].scale.ring);
     }
 
     #[test]

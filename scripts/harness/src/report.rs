@@ -70,6 +70,9 @@ pub struct Summary {
     pub guest_native_ratio2_ci: Option<[f64; 2]>,
     /// How the intervals were computed.
     pub bootstrap: BootstrapInfo,
+    /// A ring workload's figures (ring-scale), absent for primes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<RingSummary>,
     /// `PASS` or `FAIL`.
     pub verdict: String,
     /// The RESULT line's reason word when failing.
@@ -104,6 +107,24 @@ impl Default for BootstrapInfo {
             method: "percentile bootstrap: every timed run of each CPU count (and every native run of each worker count) resampled with replacement, median ratio recomputed",
         }
     }
+}
+
+/// A ring workload's figures (ring-scale): its speedups in [`Summary`] are
+/// throughput ratios; these are the rates themselves.
+#[derive(Debug, Serialize)]
+pub struct RingSummary {
+    /// Operations per worker per timed run (the manifest's mix).
+    pub ops_per_worker: u64,
+    /// CPU count -> every timed run's operations per second, by boot.
+    pub ops_per_s: BTreeMap<u32, Vec<Vec<f64>>>,
+    /// CPU count -> median operations per second.
+    pub median_ops_per_s: BTreeMap<u32, f64>,
+    /// What the native anchor is, or why there is none.
+    pub native_io_uring: String,
+    /// Thread count -> median native io_uring NOPs per second.
+    pub native_ops_per_s: BTreeMap<u32, f64>,
+    /// CPU count -> lock name -> LOCKSTAT totals over its boots.
+    pub lockstat: BTreeMap<u32, BTreeMap<String, crate::verdict::LockTotal>>,
 }
 
 /// One CPU count's guest results.
@@ -199,16 +220,32 @@ pub fn markdown(s: &Summary) -> String {
         s.bootstrap.iterations,
         s.bootstrap.seed
     );
-    let _ = writeln!(
-        m,
-        "Workload: primes in [{}, {}), expected {}, mode {}; {} boots per CPU count, {} timed runs per boot.\n",
-        s.lo,
-        s.hi,
-        s.expected,
-        s.mode.as_deref().unwrap_or("?"),
-        s.runs,
-        s.repeat
-    );
+    match &s.ring {
+        Some(r) => {
+            let _ = writeln!(
+                m,
+                "Workload: ring, {} operations per worker per timed run, mode {}; {} boots per CPU count, {} timed runs per boot. \
+                 Speedups are throughput ratios (operations per second against 1 CPU).\n",
+                r.ops_per_worker,
+                s.mode.as_deref().unwrap_or("?"),
+                s.runs,
+                s.repeat
+            );
+            ring_markdown(&mut m, s, r);
+        }
+        None => {
+            let _ = writeln!(
+                m,
+                "Workload: primes in [{}, {}), expected {}, mode {}; {} boots per CPU count, {} timed runs per boot.\n",
+                s.lo,
+                s.hi,
+                s.expected,
+                s.mode.as_deref().unwrap_or("?"),
+                s.runs,
+                s.repeat
+            );
+        }
+    }
     m.push_str("| CPUs | workers | median ms | speedup | native median ms | native speedup | count | every run (ms, by boot) |\n");
     m.push_str("|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for p in &s.per_cpu_count {
@@ -268,6 +305,58 @@ pub fn markdown(s: &Summary) -> String {
     }
     m.push_str("\nPlot: [speedup.svg](speedup.svg). Raw serial logs: `raw/`.\n");
     m
+}
+
+/// The ring tables: operations per second beside native io_uring, and
+/// the LOCKSTAT totals.
+fn ring_markdown(m: &mut String, s: &Summary, r: &RingSummary) {
+    let _ = writeln!(m, "Native io_uring: {}.\n", r.native_io_uring);
+    m.push_str("| CPUs | median ops/s | speedup | native io_uring ops/s | native speedup | every run (ops/s, by boot) |\n");
+    m.push_str("|---:|---:|---:|---:|---:|---|\n");
+    for (cpus, runs) in &r.ops_per_s {
+        let runs: Vec<String> = runs
+            .iter()
+            .map(|b| {
+                b.iter()
+                    .map(|v| format!("{v:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let _ = writeln!(
+            m,
+            "| {cpus} | {} | {} | {} | {} | {} |",
+            fmt_opt(r.median_ops_per_s.get(cpus).copied(), 0),
+            fmt_opt(s.speedup.get(cpus).copied(), 2),
+            fmt_opt(r.native_ops_per_s.get(cpus).copied(), 0),
+            fmt_opt(s.native_speedup.get(cpus).copied(), 2),
+            runs.join(" / ")
+        );
+    }
+    if r.lockstat.is_empty() {
+        m.push_str("\nLOCKSTAT: none printed (kernel built without lock statistics).\n\n");
+        return;
+    }
+    let _ = writeln!(
+        m,
+        "\nLOCKSTAT, summed over the boots of each CPU count (whole scenario; more than {:.0}% contended of at least {} acquisitions fails at 2+ CPUs):\n",
+        crate::verdict::MAX_CONTENDED_FRACTION * 100.0,
+        crate::verdict::LOCKSTAT_MIN_ACQUIRES
+    );
+    m.push_str("| CPUs | lock | acquires | contended | contended % | spins |\n|---:|---|---:|---:|---:|---:|\n");
+    for (cpus, locks) in &r.lockstat {
+        for (name, t) in locks {
+            let _ = writeln!(
+                m,
+                "| {cpus} | {name} | {} | {} | {:.3} | {} |",
+                t.acquires,
+                t.contended,
+                t.fraction() * 100.0,
+                t.spins
+            );
+        }
+    }
+    m.push('\n');
 }
 
 /// The current UTC time as `YYYYMMDDTHHMMSSZ`.

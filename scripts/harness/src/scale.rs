@@ -11,6 +11,16 @@
 //! and boot method); the summary (median speedups, their 95% bootstrap
 //! intervals, the guest-to-native ratio), plot and verdict are written next
 //! to them, and the last stdout line is the `RESULT` line.
+//!
+//! A ring workload (`kind = "ring"`, ring-scale) does a fixed number of
+//! operations per worker, so its work grows with the CPU count: its
+//! speedups are throughput ratios (operations per second at N CPUs over
+//! those at 1), computed as ratios of the time per worker's share
+//! (`ms / workers`); `ms` stays the raw wall time. Its native anchor is
+//! io_uring NOPs on the host ([`native_ring`]), one ring per thread, timed
+//! the same way; if io_uring is unavailable the summary says so. Its
+//! `LOCKSTAT` lines are summed per CPU count and judged
+//! ([`verdict::check_lockstats`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,13 +32,14 @@ use crate::cli::ScaleOpts;
 use crate::manifest::{self, WorkloadInfo};
 use crate::mkiso;
 use crate::native;
+use crate::native_ring;
 use crate::parse::BootLog;
 use crate::qemu::{self, Accel, AccelRequest, BootMethod, Image, Purpose};
-use crate::report::{self, BootRecord, BootstrapInfo, PerCpuCount, Summary};
+use crate::report::{self, BootRecord, BootstrapInfo, PerCpuCount, RingSummary, Summary};
 use crate::runner::{self, BootSpec, STATUS_FAIL, STATUS_PASS};
 use crate::stats;
 use crate::svg;
-use crate::verdict::{self, Expect, Finding, Kind, THRESHOLD};
+use crate::verdict::{self, Expect, Finding, Kind, LockTotal, THRESHOLD};
 
 /// Default per-boot timeout for the benchmark: an ISO boot under PVM takes
 /// up to ~45 s, and the timed runs come on top.
@@ -110,6 +121,13 @@ fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
             None
         }
     };
+    let native_ring_status = work.ring.map(|_| match native_ring::probe() {
+        Ok(()) => Ok(()),
+        Err(why) => {
+            eprintln!("harness: native io_uring unavailable ({why}): no native anchor");
+            Err(why)
+        }
+    });
     let (boots, native_ms) = match &image {
         Some(image) => run_boots(opts, image, accel, &raw, &work, &mut findings),
         None => (Vec::new(), BTreeMap::new()),
@@ -120,7 +138,13 @@ fn run_benchmark(opts: &ScaleOpts, accel_out: &mut Accel) -> Result<u8> {
         method,
         boot_reason,
     };
-    let summary = summarize(opts, &scenario, chosen, &work, boots, native_ms, findings);
+    let mut summary = summarize(opts, &scenario, chosen, &work, boots, native_ms, findings);
+    if let (Some(ring), Some(Err(why))) = (summary.ring.as_mut(), native_ring_status) {
+        ring.native_io_uring = format!("unavailable on this host: {why}");
+        summary.notes.push(format!(
+            "native io_uring unavailable on this host ({why}): no native anchor"
+        ));
+    }
     report::write(&dir, &summary)?;
     let plot = svg::speedup_svg(
         &format!(
@@ -174,6 +198,37 @@ fn native_once(
     failed: &mut Vec<u32>,
     findings: &mut Vec<Finding>,
 ) -> Option<f64> {
+    if let Some(r) = w.ring {
+        if native_ring::probe().is_err() {
+            return None;
+        }
+        let batch = r.nops.clamp(1, 64);
+        let want = native_ring::NATIVE_RING_OPS * u64::from(threads);
+        let outcome = native_ring::run_once(threads, native_ring::NATIVE_RING_OPS, batch).and_then(
+            |(ms, ops)| {
+                if ops == want {
+                    Ok(ms)
+                } else {
+                    Err(anyhow::anyhow!(
+                        "native io_uring: {ops} of {want} NOPs completed"
+                    ))
+                }
+            },
+        );
+        return match outcome {
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                if !failed.contains(&threads) {
+                    failed.push(threads);
+                    findings.push(Finding {
+                        kind: Kind::WrongCount,
+                        text: format!("native: {e:#}"),
+                    });
+                }
+                None
+            }
+        };
+    }
     match native::measure(w.lo, w.hi, w.expected, threads, 1) {
         Ok(times) => times.first().copied(),
         Err(e) => {
@@ -242,7 +297,7 @@ fn run_boots(
                         repeat: opts.repeat,
                         lo: w.lo,
                         hi: w.hi,
-                        expected: w.expected,
+                        expected: w.expected_for(smp),
                     };
                     findings.extend(verdict::check_boot(
                         &label,
@@ -352,11 +407,27 @@ fn summarize(
     let per_cpu_count: Vec<PerCpuCount> = opts
         .smp_list
         .iter()
-        .map(|&smp| per_cpu(smp, w.expected, &boots))
+        .map(|&smp| per_cpu(smp, w.expected_for(smp), &boots))
         .collect();
-    let medians: BTreeMap<u32, f64> = per_cpu_count
+    // What the speedups are ratios of: the wall time for primes (fixed
+    // total work), the time per worker's share for ring (fixed work per
+    // worker), so that a speedup is always a throughput ratio.
+    let share = |workers: Option<u32>| -> f64 {
+        match w.ring {
+            Some(_) => f64::from(workers.unwrap_or(1).max(1)),
+            None => 1.0,
+        }
+    };
+    let basis: BTreeMap<u32, Vec<f64>> = per_cpu_count
         .iter()
-        .filter_map(|p| Some((p.cpus, p.median_ms?)))
+        .map(|p| {
+            let d = share(p.workers);
+            (p.cpus, p.ms.iter().flatten().map(|ms| ms / d).collect())
+        })
+        .collect();
+    let medians: BTreeMap<u32, f64> = basis
+        .iter()
+        .filter_map(|(&n, v)| Some((n, stats::median(v)?)))
         .collect();
     let speedup = stats::speedups(&medians);
     let speedup2 = speedup.get(&2).copied();
@@ -364,27 +435,42 @@ fn summarize(
         .iter()
         .filter_map(|(&n, v)| Some((n, stats::median(v)?)))
         .collect();
-    let native_speedup = stats::speedups(&native);
+    let native_basis: BTreeMap<u32, Vec<f64>> = native_ms
+        .iter()
+        .map(|(&n, v)| (n, v.iter().map(|ms| ms / share(Some(n))).collect()))
+        .collect();
+    let native_medians: BTreeMap<u32, f64> = native_basis
+        .iter()
+        .filter_map(|(&n, v)| Some((n, stats::median(v)?)))
+        .collect();
+    let native_speedup = stats::speedups(&native_medians);
     let native_speedup2 = native_speedup.get(&2).copied();
-    let flat = |cpus: u32| -> Vec<f64> {
-        per_cpu_count
-            .iter()
-            .find(|p| p.cpus == cpus)
-            .map(|p| p.ms.iter().flatten().copied().collect())
-            .unwrap_or_default()
-    };
-    let (g1, g2) = (flat(1), flat(2));
     let no_runs = Vec::new();
-    let n1 = native_ms.get(&1).unwrap_or(&no_runs);
-    let n2 = native_ms.get(&2).unwrap_or(&no_runs);
+    let g1 = basis.get(&1).unwrap_or(&no_runs);
+    let g2 = basis.get(&2).unwrap_or(&no_runs);
+    let n1 = native_basis.get(&1).unwrap_or(&no_runs);
+    let n2 = native_basis.get(&2).unwrap_or(&no_runs);
     let pair = |ci: Option<(f64, f64)>| ci.map(|(lo, hi)| [lo, hi]);
-    let speedup2_ci = pair(stats::speedup_interval(&g1, &g2));
+    let speedup2_ci = pair(stats::speedup_interval(g1, g2));
     let native_speedup2_ci = pair(stats::speedup_interval(n1, n2));
     let guest_native_ratio2 = speedup2
         .zip(native_speedup2)
         .and_then(|(g, n)| stats::ratio(g, n));
-    let guest_native_ratio2_ci = pair(stats::speedup_ratio_interval(&g1, &g2, n1, n2));
+    let guest_native_ratio2_ci = pair(stats::speedup_ratio_interval(g1, g2, n1, n2));
+    let mut findings = findings;
+    let mut ring_notes = Vec::new();
+    let ring = w.ring.map(|r| {
+        let s = ring_summary(r.ops_per_worker, &per_cpu_count, &native_ms, &boots);
+        for (&cpus, locks) in &s.lockstat {
+            findings.extend(verdict::check_lockstats(cpus, locks));
+        }
+        if s.lockstat.is_empty() {
+            ring_notes.push("no LOCKSTAT lines: the kernel was built without lock statistics (KERNEL_FEATURES=lockstat)".to_string());
+        }
+        s
+    });
     let mut judgement = verdict::judge(findings, accel, speedup2);
+    judgement.notes.extend(ring_notes);
     if cfg!(debug_assertions) {
         judgement
             .notes
@@ -423,11 +509,80 @@ fn summarize(
         guest_native_ratio2,
         guest_native_ratio2_ci,
         bootstrap: BootstrapInfo::default(),
+        ring,
         verdict: if judgement.pass { "PASS" } else { "FAIL" }.to_string(),
         reason: judgement.reason.map(str::to_string),
         reasons: judgement.findings.into_iter().map(|f| f.text).collect(),
         notes: judgement.notes,
         boots: boots.into_iter().map(|b| b.record).collect(),
+    }
+}
+
+/// A ring workload's figures: operations per second of every timed run
+/// (count / ms), their medians, the native io_uring rate and the LOCKSTAT
+/// totals per CPU count.
+fn ring_summary(
+    ops_per_worker: u64,
+    per_cpu_count: &[PerCpuCount],
+    native_ms: &BTreeMap<u32, Vec<f64>>,
+    boots: &[Boot],
+) -> RingSummary {
+    let mut ops_per_s = BTreeMap::new();
+    let mut median_ops_per_s = BTreeMap::new();
+    for p in per_cpu_count {
+        let runs: Vec<Vec<f64>> = boots
+            .iter()
+            .filter(|b| b.record.cpus == p.cpus)
+            .map(|b| {
+                b.log
+                    .runs
+                    .iter()
+                    .filter(|r| r.scale.ms > 0.0)
+                    .map(|r| r.scale.count as f64 * 1000.0 / r.scale.ms)
+                    .collect()
+            })
+            .collect();
+        let flat: Vec<f64> = runs.iter().flatten().copied().collect();
+        if let Some(m) = stats::median(&flat) {
+            median_ops_per_s.insert(p.cpus, m);
+        }
+        ops_per_s.insert(p.cpus, runs);
+    }
+    let native_ops_per_s = native_ms
+        .iter()
+        .filter_map(|(&n, v)| {
+            let ms = stats::median(v)?;
+            (ms > 0.0).then(|| {
+                (
+                    n,
+                    (native_ring::NATIVE_RING_OPS * u64::from(n)) as f64 * 1000.0 / ms,
+                )
+            })
+        })
+        .collect();
+    let mut lockstat: BTreeMap<u32, BTreeMap<String, LockTotal>> = BTreeMap::new();
+    for b in boots {
+        for l in &b.log.lockstats {
+            let t = lockstat
+                .entry(b.record.cpus)
+                .or_default()
+                .entry(l.name.clone())
+                .or_default();
+            t.acquires += l.acquires;
+            t.contended += l.contended;
+            t.spins += l.spins;
+        }
+    }
+    RingSummary {
+        ops_per_worker,
+        ops_per_s,
+        median_ops_per_s,
+        native_io_uring: format!(
+            "io_uring NOPs on the host, {} per thread in batches of the manifest's nops (io-uring crate)",
+            native_ring::NATIVE_RING_OPS
+        ),
+        native_ops_per_s,
+        lockstat,
     }
 }
 
@@ -471,6 +626,28 @@ fn print_result(s: &Summary, dir: &Path) {
                 .get(&p.cpus)
                 .map_or("-".into(), |v| format!("{v:.2}")),
         );
+    }
+    if let Some(r) = &s.ring {
+        for (cpus, ops) in &r.median_ops_per_s {
+            println!(
+                "cpus={cpus} median_ops_per_s={ops:.0} native_io_uring_ops_per_s={}",
+                r.native_ops_per_s
+                    .get(cpus)
+                    .map_or("-".into(), |v| format!("{v:.0}"))
+            );
+        }
+        println!("native io_uring: {}", r.native_io_uring);
+        for (cpus, locks) in &r.lockstat {
+            for (name, t) in locks {
+                println!(
+                    "LOCKSTAT cpus={cpus} name={name} acquires={} contended={} ({:.3}%) spins={}",
+                    t.acquires,
+                    t.contended,
+                    t.fraction() * 100.0,
+                    t.spins
+                );
+            }
+        }
     }
     println!(
         "speedup2={} ci95={} native_speedup2={} ci95={} guest/native={} ci95={} boot={} machine={}",
@@ -557,7 +734,126 @@ mod tests {
         lo: 0,
         hi: 100_000_000,
         expected: 5_761_455,
+        ring: None,
     };
+
+    const RING: WorkloadInfo = WorkloadInfo {
+        lo: 0,
+        hi: 0,
+        expected: 0,
+        ring: Some(crate::manifest::RingInfo {
+            ops_per_worker: 100,
+            nops: 16,
+            workers: None,
+        }),
+    };
+
+    /// A ring boot: `smp` workers of 100 operations each, every timed run
+    /// `ms` long, with LOCKSTAT lines.
+    fn ring_boot(smp: u32, run: u32, ms: f64, contended: u64) -> Boot {
+        let mut text = String::new();
+        for r in 1..=3 {
+            for i in 0..smp {
+                text += &format!(
+                    "WORKER idx={i} count=100 start=0 end=1000 cpus={i} partner_cpus={}\n",
+                    (i + 1) % smp
+                );
+            }
+            let n = 100 * smp;
+            text += &format!("SCALE run={r} mode=thread workers={smp} cpus={smp} lo=0 hi=0 count={n} expected={n} ok=1 cycles=1 ms={ms} busy=1 kind=ring ops={n} ops_per_s=1\n");
+        }
+        text += &format!("LOCKSTAT name=registry acquires=10000 contended={contended} spins=7\n");
+        text += "SCENARIO ring-scale PASS\n";
+        let log = BootLog::parse(text.lines());
+        let record = BootRecord {
+            cpus: smp,
+            run,
+            status: "PASS".into(),
+            reason: String::new(),
+            seconds: 1.0,
+            log: String::new(),
+            cpus_online: smp as usize,
+            first_line_seconds: Some(0.1),
+            native_ms: None,
+        };
+        Boot { record, log }
+    }
+
+    fn ring_findings(boots: &[Boot]) -> Vec<Finding> {
+        boots
+            .iter()
+            .flat_map(|b| {
+                let e = Expect {
+                    smp: b.record.cpus,
+                    repeat: 3,
+                    lo: 0,
+                    hi: 0,
+                    expected: RING.expected_for(b.record.cpus),
+                };
+                verdict::check_boot("t", &b.log, true, "", &e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ring_speedup_is_a_throughput_ratio() {
+        // 2 CPUs do twice the operations in 1.25 times the time: 1.60x.
+        let boots = vec![ring_boot(1, 1, 1000.0, 0), ring_boot(2, 1, 1250.0, 10)];
+        let f = ring_findings(&boots);
+        assert!(f.is_empty(), "{f:?}");
+        let native = BTreeMap::from([(1, vec![100.0]), (2, vec![100.0])]);
+        let s = summarize(
+            &opts(),
+            "ring-scale",
+            chosen(Accel::Kvm),
+            &RING,
+            boots,
+            native,
+            f,
+        );
+        assert_eq!(s.verdict, "PASS", "{:?}", s.reasons);
+        assert!((s.speedup2.expect("speedup2") - 1.6).abs() < 1e-9);
+        assert!((s.native_speedup2.expect("native") - 2.0).abs() < 1e-9);
+        assert_eq!(s.per_cpu_count[1].ms[0], vec![1250.0; 3]);
+        assert_eq!(s.per_cpu_count[1].expected, 200);
+        let r = s.ring.as_ref().expect("ring summary");
+        assert!((r.median_ops_per_s[&1] - 100.0).abs() < 1e-9);
+        assert!((r.median_ops_per_s[&2] - 160.0).abs() < 1e-9);
+        assert!((r.native_ops_per_s[&2] - 2.0e7).abs() < 1.0);
+        assert_eq!(r.lockstat[&2]["registry"].contended, 10);
+        let md = report::markdown(&s);
+        assert!(md.contains("Native io_uring: io_uring NOPs"), "{md}");
+        assert!(
+            md.contains("| 2 | registry | 10000 | 10 | 0.100 | 7 |"),
+            "{md}"
+        );
+        let json = serde_json::to_value(&s).expect("json");
+        assert!(json["ring"]["median_ops_per_s"].get("2").is_some());
+        assert!(json.get("ring").is_some());
+    }
+
+    #[test]
+    fn ring_contended_lock_fails() {
+        let boots = vec![ring_boot(1, 1, 1000.0, 5000), ring_boot(2, 1, 600.0, 200)];
+        let f = ring_findings(&boots);
+        let s = summarize(
+            &opts(),
+            "ring-scale",
+            chosen(Accel::Kvm),
+            &RING,
+            boots,
+            BTreeMap::new(),
+            f,
+        );
+        assert!(
+            result_line(&s).ends_with("reason=contended FAIL"),
+            "{}",
+            result_line(&s)
+        );
+        // Only the 2-CPU boots are judged: the 1-CPU figure cannot be contention.
+        assert_eq!(s.reasons.len(), 1, "{:?}", s.reasons);
+        assert!(s.reasons[0].contains("cpus=2"));
+    }
 
     fn chosen(accel: Accel) -> Chosen {
         Chosen {

@@ -17,6 +17,15 @@
 //!   - the workers together ran on at least k distinct CPUs;
 //!   - the sum of `busy` over CPUs divided by `ms` is at least
 //!     [`MIN_BUSY_RATIO`] * k.
+//!
+//! Ring runs (`kind=ring` SCALE lines, ring-scale) spend their time in the
+//! kernel, which `busy` (user time) does not count; for them the idle-CPU
+//! rule is "every CPU ran a worker or a partner" (the WORKER lines' CPU
+//! records) and the serialization checks drop the busy ratio. Their
+//! `LOCKSTAT` lines, when the kernel prints them, are judged by
+//! [`check_lockstats`]: a lock contended on more than
+//! [`MAX_CONTENDED_FRACTION`] of at least [`LOCKSTAT_MIN_ACQUIRES`]
+//! acquisitions in the multi-CPU boots is a FAIL (`reason=contended`).
 
 use crate::parse::{BootLog, TimedRun};
 use crate::qemu::Accel;
@@ -36,6 +45,15 @@ pub const MIN_OVERLAP_FRACTION: f64 = 0.5;
 /// min(W, C).
 pub const MIN_BUSY_RATIO: f64 = 0.8;
 
+/// Ring runs: most a kernel lock may be contended, as a fraction of its
+/// acquisitions (summed over the boots of one CPU count >= 2).
+pub const MAX_CONTENDED_FRACTION: f64 = 0.01;
+
+/// Ring runs: a lock acquired fewer times than this (over the boots of one
+/// CPU count) is not judged: a handful of boot-time contentions on a lock
+/// taken a few hundred times says nothing about the measured paths.
+pub const LOCKSTAT_MIN_ACQUIRES: u64 = 1000;
+
 /// Kinds of findings, most serious first; the first one found names the
 /// failure in the `RESULT` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +72,8 @@ pub enum Kind {
     Serialized,
     /// A CPU did no (or too little) work in a multi-CPU section.
     IdleCpu,
+    /// A kernel lock was contended too often (ring runs with LOCKSTAT).
+    Contended,
     /// Speedup below the threshold.
     Slow,
 }
@@ -69,6 +89,7 @@ impl Kind {
             Kind::CpuCount => "cpu-count",
             Kind::Serialized => "serialized",
             Kind::IdleCpu => "idle-cpu",
+            Kind::Contended => "contended",
             Kind::Slow => "slow",
         }
     }
@@ -192,7 +213,11 @@ pub fn check_run(label: &str, run: &TimedRun, e: &Expect) -> Vec<Finding> {
         ));
     }
     if s.cpus >= 2 && s.workers >= s.cpus {
-        out.extend(check_idle(label, run));
+        if s.ring {
+            out.extend(check_worker_cpus(label, run));
+        } else {
+            out.extend(check_idle(label, run));
+        }
     }
     if s.mode == "thread" && s.cpus >= 2 && s.workers >= 2 {
         out.extend(check_serialized(label, run));
@@ -213,6 +238,74 @@ fn check_idle(label: &str, run: &TimedRun) -> Vec<Finding> {
                     format!("{label}: CPU {cpu} busy {busy:.1} ms of {:.1} ms (< {MIN_CPU_BUSY_FRACTION} of the section)", s.ms),
                 )
             })
+        })
+        .collect()
+}
+
+/// Ring runs: every CPU ran a worker or a partner (WORKER `cpus` and
+/// `partner_cpus`; process mode records the whole worker process).
+fn check_worker_cpus(label: &str, run: &TimedRun) -> Vec<Finding> {
+    let s = &run.scale;
+    (0..s.cpus)
+        .filter(|cpu| {
+            !run.workers
+                .iter()
+                .any(|w| w.cpus.contains(cpu) || w.partner_cpus.contains(cpu))
+        })
+        .map(|cpu| {
+            Finding::new(
+                Kind::IdleCpu,
+                format!("{label}: CPU {cpu} ran no worker or partner"),
+            )
+        })
+        .collect()
+}
+
+/// One lock's counters summed over the boots of one CPU count.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LockTotal {
+    /// Acquisitions.
+    pub acquires: u64,
+    /// Contended acquisitions.
+    pub contended: u64,
+    /// Spin iterations.
+    pub spins: u64,
+}
+
+impl LockTotal {
+    /// Contended over acquired (0 when never acquired).
+    pub fn fraction(&self) -> f64 {
+        if self.acquires == 0 {
+            0.0
+        } else {
+            self.contended as f64 / self.acquires as f64
+        }
+    }
+}
+
+/// Ring runs: each lock of a multi-CPU count must stay at or below
+/// [`MAX_CONTENDED_FRACTION`] once it has [`LOCKSTAT_MIN_ACQUIRES`].
+pub fn check_lockstats<'a>(
+    cpus: u32,
+    locks: impl IntoIterator<Item = (&'a String, &'a LockTotal)>,
+) -> Vec<Finding> {
+    if cpus < 2 {
+        return Vec::new();
+    }
+    locks
+        .into_iter()
+        .filter(|(_, t)| t.acquires >= LOCKSTAT_MIN_ACQUIRES && t.fraction() > MAX_CONTENDED_FRACTION)
+        .map(|(name, t)| {
+            Finding::new(
+                Kind::Contended,
+                format!(
+                    "cpus={cpus}: lock {name} contended on {:.2}% of {} acquisitions (> {:.0}%), {} spins",
+                    t.fraction() * 100.0,
+                    t.acquires,
+                    MAX_CONTENDED_FRACTION * 100.0,
+                    t.spins
+                ),
+            )
         })
         .collect()
 }
@@ -251,7 +344,7 @@ fn check_serialized(label: &str, run: &TimedRun) -> Vec<Finding> {
     } else {
         0.0
     };
-    if ratio < MIN_BUSY_RATIO * f64::from(k) {
+    if !s.ring && ratio < MIN_BUSY_RATIO * f64::from(k) {
         out.push(Finding::new(
             Kind::Serialized,
             format!(
@@ -451,6 +544,63 @@ mod tests {
         let f = check(&text, 2, 1);
         assert_eq!(kinds(&f), vec![Kind::Serialized]);
         assert!(f[0].text.contains("busy/wall"));
+    }
+
+    /// A two-CPU ring boot: little user time, every CPU ran a worker.
+    fn ring_log(cpus0: &str, cpus1: &str) -> String {
+        format!(
+            "WORKER idx=0 count=20 start=0 end=100 cpus={cpus0} partner_cpus={cpus1}\n\
+             WORKER idx=1 count=20 start=0 end=100 cpus={cpus1} partner_cpus={cpus0}\n\
+             SCALE run=1 mode=thread workers=2 cpus=2 lo=0 hi=0 count=40 expected=40 ok=1 cycles=100 ms=500 busy=3,4 kind=ring ops=40 ops_per_s=80\n"
+        )
+    }
+
+    fn ring_expect() -> Expect {
+        Expect {
+            smp: 2,
+            repeat: 1,
+            lo: 0,
+            hi: 0,
+            expected: 40,
+        }
+    }
+
+    #[test]
+    fn ring_runs_are_judged_by_worker_cpus() {
+        let ok = BootLog::parse(ring_log("0", "1").lines());
+        assert_eq!(check_boot("b", &ok, true, "", &ring_expect()), vec![]);
+        let one_cpu = BootLog::parse(ring_log("0", "0").lines());
+        let f = check_boot("b", &one_cpu, true, "", &ring_expect());
+        assert!(kinds(&f).contains(&Kind::IdleCpu), "{f:?}");
+        let wrong =
+            ring_log("0", "1").replace("count=40 expected=40 ok=1", "count=39 expected=40 ok=0");
+        let f = check_boot(
+            "b",
+            &BootLog::parse(wrong.lines()),
+            true,
+            "",
+            &ring_expect(),
+        );
+        assert!(kinds(&f).contains(&Kind::WrongCount));
+    }
+
+    #[test]
+    fn contended_locks_fail() {
+        let t = |acquires, contended| LockTotal {
+            acquires,
+            contended,
+            spins: 0,
+        };
+        let locks = [
+            ("quiet".to_string(), t(100_000, 1000)),
+            ("busy".to_string(), t(100_000, 1001)),
+            ("rare".to_string(), t(999, 999)),
+        ];
+        let f = check_lockstats(2, locks.iter().map(|(n, t)| (n, t)));
+        assert_eq!(kinds(&f), vec![Kind::Contended]);
+        assert!(f[0].text.contains("lock busy"), "{}", f[0].text);
+        assert!(check_lockstats(1, locks.iter().map(|(n, t)| (n, t))).is_empty());
+        assert_eq!(judge(f, Accel::Kvm, Some(1.9)).reason, Some("contended"));
     }
 
     #[test]
