@@ -534,6 +534,7 @@ mod tests {
             },
             programs: Vec::new(),
             workload: None,
+            kernel: Default::default(),
         }
     }
 
