@@ -314,7 +314,7 @@ mod tests {
         let mut b = vec![1, b'x', 0, 0];
         varint(declared, &mut b);
         b.extend(core::iter::repeat_n(0u8, present)); // SelfTest::Smp
-        // No programs, no workload, [kernel] auto/auto, no images.
+                                                      // No programs, no workload, [kernel] auto/auto, no images.
         b.extend_from_slice(&[0, 0, 0, 0, 0]);
         wrap(&b)
     }
