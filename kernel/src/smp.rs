@@ -180,7 +180,7 @@ fn choose_modes(cfg: KernelConfig, has_apic: bool) -> Option<(ApicChoice, TimerC
 }
 
 /// The `mode=.. timer=..` fields of the `CPU <id> online` lines.
-fn mode_fields() -> (&'static str, &'static str) {
+pub fn mode_fields() -> (&'static str, &'static str) {
     let mode = apic::mode().map_or("none", ApicChoice::name);
     let timer = match time::timer_kind() {
         time::TimerKind::TscDeadline => TimerChoice::TscDeadline.name(),
