@@ -1,8 +1,8 @@
 //! The few manifest fields the harness needs (CONTRACTS.md section 2).
 //!
-//! mkimage is the validator; this reads only `[scenario] name` and the
-//! `[workload]` range, ignoring everything else, so a manifest mkimage
-//! accepts always loads here.
+//! mkimage is the validator; this reads only `[scenario] name`, the
+//! `[workload]` range and the `[kernel]` modes, ignoring everything else,
+//! so a manifest mkimage accepts always loads here.
 
 use std::path::Path;
 
@@ -16,6 +16,50 @@ pub struct ManifestInfo {
     pub name: String,
     /// `[workload]`, if present.
     pub workload: Option<WorkloadInfo>,
+    /// `[kernel]` (both `auto` when absent).
+    pub kernel: KernelInfo,
+}
+
+/// The `[kernel]` table: the APIC and timer modes a manifest pins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KernelInfo {
+    /// `apic`: `auto`, `xapic` or `x2apic`.
+    #[serde(default = "auto")]
+    pub apic: String,
+    /// `timer`: `auto`, `lapic` or `tsc-deadline`.
+    #[serde(default = "auto")]
+    pub timer: String,
+}
+
+fn auto() -> String {
+    "auto".to_string()
+}
+
+impl Default for KernelInfo {
+    fn default() -> Self {
+        Self {
+            apic: auto(),
+            timer: auto(),
+        }
+    }
+}
+
+impl KernelInfo {
+    /// The `mode=` every `CPU <id> online` line must show: the pinned
+    /// mode, or `None` for `auto` (either, but the same on every CPU).
+    pub fn pinned_mode(&self) -> Option<&str> {
+        (self.apic != "auto").then_some(self.apic.as_str())
+    }
+
+    /// The `timer=` every line must show, as [`Self::pinned_mode`].
+    pub fn pinned_timer(&self) -> Option<&str> {
+        (self.timer != "auto").then_some(self.timer.as_str())
+    }
+
+    /// Whether anything is pinned.
+    pub fn pins_anything(&self) -> bool {
+        self.pinned_mode().is_some() || self.pinned_timer().is_some()
+    }
 }
 
 /// The workload's range and answer.
@@ -33,6 +77,8 @@ pub struct WorkloadInfo {
 struct Raw {
     scenario: RawScenario,
     workload: Option<WorkloadInfo>,
+    #[serde(default)]
+    kernel: KernelInfo,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +114,7 @@ pub fn parse(text: &str) -> Result<ManifestInfo> {
     Ok(ManifestInfo {
         name,
         workload: raw.workload,
+        kernel: raw.kernel,
     })
 }
 
@@ -90,6 +137,21 @@ mod tests {
                 expected: 50_847_534
             })
         );
+    }
+
+    #[test]
+    fn reads_kernel_modes() {
+        let m = parse("[scenario]\nname = \"a\"\n").expect("valid");
+        assert_eq!(m.kernel, KernelInfo::default());
+        assert!(!m.kernel.pins_anything());
+        let m = parse("[scenario]\nname = \"a\"\n[kernel]\napic = \"x2apic\"\n").expect("valid");
+        assert_eq!(m.kernel.pinned_mode(), Some("x2apic"));
+        assert_eq!(m.kernel.pinned_timer(), None);
+        let m = parse("[scenario]\nname = \"a\"\n[kernel]\ntimer = \"tsc-deadline\"\n")
+            .expect("valid");
+        assert_eq!(m.kernel.pinned_mode(), None);
+        assert_eq!(m.kernel.pinned_timer(), Some("tsc-deadline"));
+        assert!(m.kernel.pins_anything());
     }
 
     #[test]
