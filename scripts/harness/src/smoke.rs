@@ -11,7 +11,9 @@
 //! timer (`mode=`, `timer=`), the ones the manifest's `[kernel]` table
 //! pins, if it pins any (see [`check_modes`]).
 //!
-//! A manifest that pins a mode runs under KVM (PVH boot only) when the
+//! A manifest that pins a mode runs under KVM (PVH boot only, at
+//! `-smp` [`PINNED_KVM_SMP`] only: guest ring 0 is emulated under our PVM
+//! KVM, so the scheduler smoke takes about 90 s there) when the
 //! accelerator was `auto`, TCG was chosen and /dev/kvm is usable: QEMU 7.2's
 //! TCG offers neither x2APIC nor the TSC-deadline timer. Where a pinned
 //! mode is still missing, the kernel refuses with `PANIC [kernel] ... but
@@ -31,6 +33,10 @@ use crate::mkiso;
 use crate::qemu::{self, Accel, AccelRequest, BootMethod, HostKvm, Purpose};
 use crate::runner::{self, BootSpec, STATUS_ERROR, STATUS_PASS};
 use std::time::Duration;
+
+/// The one CPU count a pinned-mode manifest boots at when it is moved
+/// from TCG to KVM (see the module doc).
+pub const PINNED_KVM_SMP: u32 = 2;
 
 /// One boot's line in the report.
 pub(crate) struct RunLine {
@@ -71,10 +77,11 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
             .as_ref()
             .map_or_else(|| stem.clone(), |m| m.name.clone());
         let kernel = info.map(|m| m.kernel).unwrap_or_default();
-        let (accel, methods, timeout) = match pinned_under_kvm(opts, accel, &kernel) {
+        let redirect = pinned_under_kvm(opts, accel, &kernel);
+        let (accel, methods, timeout) = match redirect {
             Some(kvm_timeout) => {
                 eprintln!(
-                    "harness: {name} pins [kernel] apic={} timer={}: booting it under KVM (pvh), since TCG offers no x2APIC or TSC-deadline timer",
+                    "harness: {name} pins [kernel] apic={} timer={}: booting it under KVM (pvh, -smp {PINNED_KVM_SMP}), since TCG offers no x2APIC or TSC-deadline timer",
                     kernel.apic, kernel.timer
                 );
                 (Accel::Kvm, vec![BootMethod::Pvh], kvm_timeout)
@@ -107,6 +114,9 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
             if *extra_stem == stem {
                 smps.extend(list.iter().copied().filter(|n| !opts.smp_list.contains(n)));
             }
+        }
+        if redirect.is_some() {
+            smps = vec![PINNED_KVM_SMP];
         }
         for &smp in &smps {
             for &method in &methods {
