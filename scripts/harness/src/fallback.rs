@@ -67,7 +67,10 @@ pub fn boots(setup: &Setup<'_>, manifest: &Path) -> Vec<(bool, String)> {
     let Some(twin) = auto_twin(&text) else {
         return vec![(
             false,
-            format!("FAIL {} (0.0 s) manifest does not pin apic = \"x2apic\"", head("x2apic")),
+            format!(
+                "FAIL {} (0.0 s) manifest does not pin apic = \"x2apic\"",
+                head("x2apic")
+            ),
         )];
     };
     let twin_path = setup.logdir.join(format!("{TAG}-auto.toml"));
@@ -90,11 +93,16 @@ fn boot_once(
     what: &str,
 ) -> Result<runner::BootOutcome, String> {
     let boot = setup.method.name();
-    let dir: PathBuf = setup.logdir.join("iso").join(format!("{TAG}-{what}-{boot}"));
+    let dir: PathBuf = setup
+        .logdir
+        .join("iso")
+        .join(format!("{TAG}-{what}-{boot}"));
     let image = mkiso::build(setup.mkiso, manifest, &dir, None, &[setup.method])
         .and_then(|b| b.image(setup.method))
         .map_err(|e| format!("build: {e:#}"))?;
-    let log = setup.logdir.join(format!("{TAG}-{what}-smp{SMP}-{boot}.log"));
+    let log = setup
+        .logdir
+        .join(format!("{TAG}-{what}-smp{SMP}-{boot}.log"));
     let spec = BootSpec {
         image: &image,
         smp: SMP,
@@ -121,7 +129,10 @@ fn judge_refusal(head: &str, secs: f64, status: u8, lines: &[String]) -> (bool, 
     let refused = lines.iter().any(|l| l.starts_with(REFUSAL));
     let ran = lines.iter().any(|l| l.starts_with("SCENARIO"));
     if refused && !ran && status == STATUS_ERROR {
-        (true, format!("PASS {head} ({secs:.1} s) refused with PANIC"))
+        (
+            true,
+            format!("PASS {head} ({secs:.1} s) refused with PANIC"),
+        )
     } else {
         (
             false,
@@ -144,11 +155,7 @@ fn falls_back(setup: &Setup<'_>, twin: &Path, model: &str, head: &str) -> (bool,
         apic: "xapic".to_string(),
         timer: "auto".to_string(),
     };
-    let line = smoke::check_online(
-        smoke::describe(&name, SMP, setup.method, &o),
-        SMP,
-        &o,
-    );
+    let line = smoke::check_online(smoke::describe(&name, SMP, setup.method, &o), SMP, &o);
     let line = smoke::check_modes(line, &want, &o.lines);
     let text = line.text.replacen(
         &format!("{name} smp={SMP} boot={}", setup.method.name()),

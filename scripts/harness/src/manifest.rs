@@ -147,8 +147,8 @@ mod tests {
         let m = parse("[scenario]\nname = \"a\"\n[kernel]\napic = \"x2apic\"\n").expect("valid");
         assert_eq!(m.kernel.pinned_mode(), Some("x2apic"));
         assert_eq!(m.kernel.pinned_timer(), None);
-        let m = parse("[scenario]\nname = \"a\"\n[kernel]\ntimer = \"tsc-deadline\"\n")
-            .expect("valid");
+        let m =
+            parse("[scenario]\nname = \"a\"\n[kernel]\ntimer = \"tsc-deadline\"\n").expect("valid");
         assert_eq!(m.kernel.pinned_mode(), None);
         assert_eq!(m.kernel.pinned_timer(), Some("tsc-deadline"));
         assert!(m.kernel.pins_anything());

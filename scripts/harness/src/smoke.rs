@@ -176,7 +176,8 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
     }
     if let Some(manifest) = &opts.cpu_fallback {
         for &method in &methods {
-            for (pass, text) in crate::fallback::boots(&setup(opts, accel, method, timeout), manifest)
+            for (pass, text) in
+                crate::fallback::boots(&setup(opts, accel, method, timeout), manifest)
             {
                 println!("{text}");
                 count(pass);
@@ -288,10 +289,7 @@ pub(crate) fn check_modes(
 }
 
 /// The one (mode, timer) the online lines show, or why not.
-fn modes_seen(
-    kernel: &manifest::KernelInfo,
-    lines: &[String],
-) -> Result<(String, String), String> {
+fn modes_seen(kernel: &manifest::KernelInfo, lines: &[String]) -> Result<(String, String), String> {
     let online: Vec<parse::CpuOnline> = lines.iter().filter_map(|l| parse::cpu_online(l)).collect();
     let mut seen: Option<(String, String)> = None;
     for c in &online {
@@ -313,10 +311,14 @@ fn modes_seen(
         return Err("no CPU online lines".to_string());
     };
     if let Some(want) = kernel.pinned_mode().filter(|w| *w != mode) {
-        return Err(format!("manifest pins apic={want} but CPUs run mode={mode}"));
+        return Err(format!(
+            "manifest pins apic={want} but CPUs run mode={mode}"
+        ));
     }
     if let Some(want) = kernel.pinned_timer().filter(|w| *w != timer) {
-        return Err(format!("manifest pins timer={want} but CPUs run timer={timer}"));
+        return Err(format!(
+            "manifest pins timer={want} but CPUs run timer={timer}"
+        ));
     }
     Ok((mode, timer))
 }
@@ -565,7 +567,9 @@ mod tests {
         let l = check_modes(passing(), &kernel("xapic", "auto"), &x2);
         assert!(!l.pass);
         assert!(l.text.starts_with("FAIL x smp=2"), "{}", l.text);
-        assert!(l.text.ends_with("manifest pins apic=xapic but CPUs run mode=x2apic"));
+        assert!(l
+            .text
+            .ends_with("manifest pins apic=xapic but CPUs run mode=x2apic"));
         assert!(!check_modes(passing(), &kernel("auto", "lapic"), &x2).pass);
     }
 
@@ -584,7 +588,10 @@ mod tests {
             pass: false,
             text: "FAIL x".into(),
         };
-        assert_eq!(check_modes(fail, &kernel("auto", "auto"), &old).text, "FAIL x");
+        assert_eq!(
+            check_modes(fail, &kernel("auto", "auto"), &old).text,
+            "FAIL x"
+        );
     }
 
     #[test]
