@@ -391,6 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn kernel_table_round_trips() {
+        use crate::kernel_modes::{ApicMode, TimerMode};
+        let good = sample();
+        let mut p = decode(&good).unwrap();
+        assert_eq!(p.manifest.kernel, KernelConfig::default());
+        p.manifest.kernel = KernelConfig {
+            apic: ApicMode::X2Apic,
+            timer: TimerMode::TscDeadline,
+        };
+        let bytes = encode(&p).unwrap();
+        let q = decode(&bytes).unwrap();
+        assert_eq!(q.manifest.kernel.apic, ApicMode::X2Apic);
+        assert_eq!(q.manifest.kernel.timer, TimerMode::TscDeadline);
+        // An enum index beyond the known modes does not decode.
+        let mut body = bytes[HEADER_LEN..].to_vec();
+        let n = body.len();
+        // The payload ends with kernel.apic, kernel.timer and the image
+        // list: one image, name "p" (length 1), 7 ELF bytes (length 7).
+        let tail = 2 + 1 + 1 + 1 + 1 + 7;
+        assert_eq!(&body[n - tail..n - tail + 2], &[2, 2]);
+        body[n - tail] = 9;
+        assert_eq!(decode(&wrap(&body)), Err(InitrdError::BadPayload));
+    }
+
+    #[test]
     fn bad_manifest_is_refused_with_its_rule() {
         let good = sample();
         let mut p = decode(&good).unwrap();
