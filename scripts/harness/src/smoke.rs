@@ -218,7 +218,8 @@ pub(crate) enum Judged {
     Skip(String),
 }
 
-/// Boots `spec` and judges it like [`boot_line`], then checks the modes
+/// Boots `spec` and judges it like every smoke boot ([`describe`],
+/// [`check_online`]), then checks the modes
 /// the `CPU <id> online` lines name against `kernel`; a refusal of a
 /// pinned mode the CPU lacks is a skip.
 pub(crate) fn smoke_boot(
@@ -321,25 +322,6 @@ fn modes_seen(kernel: &manifest::KernelInfo, lines: &[String]) -> Result<(String
         ));
     }
     Ok((mode, timer))
-}
-
-/// Boots `spec` and judges it like every smoke boot.
-pub(crate) fn boot_line(spec: &BootSpec<'_>, name: &str, method: BootMethod) -> RunLine {
-    match runner::boot(spec) {
-        Ok(outcome) => check_online(
-            describe(name, spec.smp, method, &outcome),
-            spec.smp,
-            &outcome,
-        ),
-        Err(e) => RunLine {
-            pass: false,
-            text: format!(
-                "FAIL {name} smp={} boot={} (0.0 s) {e:#}",
-                spec.smp,
-                method.name()
-            ),
-        },
-    }
 }
 
 /// Where the extra boots (forged initrds, the CPU hole) run.
