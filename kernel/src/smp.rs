@@ -7,10 +7,11 @@
 //! table and CPUID (a pinned mode the CPU lacks is a panic naming what is
 //! missing), enables its local APIC in that mode, calibrates time, then
 //! starts each AP in turn with INIT-SIPI-SIPI through the real-mode
-//! trampoline (`arch::trampoline`); every AP enters the same modes. Every wait is bounded by TSC time; an
-//! AP that does not answer is reported and left out, never waited for
-//! forever. CPU ids: 0 is the boot CPU, APs count up in MADT order. An AP
-//! that started but did not come online in time keeps its index (it may
+//! trampoline (`arch::trampoline`); every AP enters the same modes.
+//! Every wait is bounded by TSC time; an AP that does not answer is
+//! reported and left out, never waited for forever. CPU ids: 0 is the
+//! boot CPU, APs count up in MADT order. An AP that started but did not
+//! come online in time keeps its index (it may
 //! still be running its bring-up with that index's stacks and GS block),
 //! so the online ids can have a hole: walk [`online`], never
 //! `0..cpu_count()`. The test hook `test_skip_ap=<index>` on the kernel

@@ -25,9 +25,7 @@
 //! Conversions use 32.32 fixed-point multipliers computed once, so the hot
 //! paths (`now_ns`, `arm_oneshot_ns`) are one multiply and a shift.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::arch::{self, apic, pit};
 use crate::percpu::MAX_CPUS;
