@@ -60,6 +60,12 @@ impl KernelInfo {
     pub fn pins_anything(&self) -> bool {
         self.pinned_mode().is_some() || self.pinned_timer().is_some()
     }
+
+    /// Whether it pins a mode QEMU 7.2's TCG does not offer: x2APIC or
+    /// the TSC-deadline timer.
+    pub fn needs_more_than_tcg(&self) -> bool {
+        self.apic == "x2apic" || self.timer == "tsc-deadline"
+    }
 }
 
 /// The workload's range and answer.
@@ -152,6 +158,11 @@ mod tests {
         assert_eq!(m.kernel.pinned_mode(), None);
         assert_eq!(m.kernel.pinned_timer(), Some("tsc-deadline"));
         assert!(m.kernel.pins_anything());
+        assert!(m.kernel.needs_more_than_tcg());
+        let m = parse("[scenario]\nname = \"a\"\n[kernel]\napic = \"xapic\"\ntimer = \"lapic\"\n")
+            .expect("valid");
+        assert!(m.kernel.pins_anything());
+        assert!(!m.kernel.needs_more_than_tcg());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! timer (`mode=`, `timer=`), the ones the manifest's `[kernel]` table
 //! pins, if it pins any (see [`check_modes`]).
 //!
-//! A manifest that pins a mode runs under KVM (PVH boot only, at
+//! A manifest that pins x2APIC or TSC-deadline runs under KVM (PVH boot only, at
 //! `-smp` [`PINNED_KVM_SMP`] only: guest ring 0 is emulated under our PVM
 //! KVM, so the scheduler smoke takes about 90 s there) when the
 //! accelerator was `auto`, TCG was chosen and /dev/kvm is usable: QEMU 7.2's
@@ -198,7 +198,7 @@ fn pinned_under_kvm(
     accel: Accel,
     kernel: &manifest::KernelInfo,
 ) -> Option<Duration> {
-    let redirect = kernel.pins_anything()
+    let redirect = kernel.needs_more_than_tcg()
         && accel == Accel::Tcg
         && opts.boot.accel == AccelRequest::Auto
         && opts.boot.cpu_model.is_none()
