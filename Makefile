@@ -94,7 +94,8 @@ test: deps
 	cargo test -q
 	$(MAKE) --no-print-directory prereqs
 	$(HARNESS) test --smp-list "$(SMOKE_SMP)" --extra "$(SMOKE_EXTRA)" --accel $(ACCEL) $(BOOT_ARGS) \
-	    --corrupt-initrd manifests/smoke-boot.toml --cpu-hole manifests/smoke-sched-spread.toml manifests/smoke-*.toml
+	    --corrupt-initrd manifests/smoke-boot.toml --cpu-hole manifests/smoke-sched-spread.toml \
+	    --cpu-fallback manifests/smoke-apic-x2apic.toml manifests/smoke-*.toml
 
 # Not part of `make test`: it takes long (scripts/harness/src/soak.rs).
 .PHONY: soak

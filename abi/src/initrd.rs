@@ -28,8 +28,9 @@ use crate::validate::Violation;
 
 /// First eight bytes of every initrd.
 pub const MAGIC: [u8; 8] = *b"CAPKINRD";
-/// Current format version. 2: programs carry `kernel_kib`.
-pub const FORMAT_VERSION: u32 = 2;
+/// Current format version. 2: programs carry `kernel_kib`; 3: the
+/// manifest carries `[kernel]` ([`crate::kernel_modes::KernelConfig`]).
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes in the fixed header.
 pub const HEADER_LEN: usize = 32;
 /// Largest payload accepted (keeps boot time bounded).
@@ -249,6 +250,7 @@ mod tests {
                     kernel_kib: Some(4096),
                 }],
                 workload: None,
+                kernel: KernelConfig::default(),
             },
             programs: vec![ProgramImage {
                 name: "p",
@@ -312,7 +314,8 @@ mod tests {
         let mut b = vec![1, b'x', 0, 0];
         varint(declared, &mut b);
         b.extend(core::iter::repeat_n(0u8, present)); // SelfTest::Smp
-        b.extend_from_slice(&[0, 0, 0]); // no programs, no workload, no images
+                                                      // No programs, no workload, [kernel] auto/auto, no images.
+        b.extend_from_slice(&[0, 0, 0, 0, 0]);
         wrap(&b)
     }
 
@@ -379,11 +382,37 @@ mod tests {
                 },
                 programs: specs,
                 workload: None,
+                kernel: KernelConfig::default(),
             },
             programs: vec![],
         };
         let bytes = encode(&p).unwrap();
         assert_eq!(decode(&bytes), Err(InitrdError::BadPayload));
+    }
+
+    #[test]
+    fn kernel_table_round_trips() {
+        use crate::kernel_modes::{ApicMode, TimerMode};
+        let good = sample();
+        let mut p = decode(&good).unwrap();
+        assert_eq!(p.manifest.kernel, KernelConfig::default());
+        p.manifest.kernel = KernelConfig {
+            apic: ApicMode::X2Apic,
+            timer: TimerMode::TscDeadline,
+        };
+        let bytes = encode(&p).unwrap();
+        let q = decode(&bytes).unwrap();
+        assert_eq!(q.manifest.kernel.apic, ApicMode::X2Apic);
+        assert_eq!(q.manifest.kernel.timer, TimerMode::TscDeadline);
+        // An enum index beyond the known modes does not decode.
+        let mut body = bytes[HEADER_LEN..].to_vec();
+        let n = body.len();
+        // The payload ends with kernel.apic, kernel.timer and the image
+        // list: one image, name "p" (length 1), 7 ELF bytes (length 7).
+        let tail = 2 + 1 + 1 + 1 + 1 + 7;
+        assert_eq!(&body[n - tail..n - tail + 2], &[2, 2]);
+        body[n - tail] = 9;
+        assert_eq!(decode(&wrap(&body)), Err(InitrdError::BadPayload));
     }
 
     #[test]

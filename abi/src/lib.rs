@@ -20,6 +20,7 @@ pub mod caps;
 pub mod elf;
 pub mod error;
 pub mod initrd;
+pub mod kernel_modes;
 pub mod layout;
 pub mod limits;
 pub mod manifest;

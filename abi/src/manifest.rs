@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::caps::CapKind;
+pub use crate::kernel_modes::{ApicMode, KernelConfig, TimerMode};
 use crate::limits::{ARGS_MAX, CAPS_MAX, PROGRAMS_MAX, SELFTESTS_MAX};
 pub use crate::limits::{NAME_MAX, REPEAT_MAX, WORKERS_MAX};
 
@@ -27,6 +28,8 @@ pub struct Manifest<'a> {
     pub programs: Vec<ProgramSpec<'a>>,
     /// `[workload]`, if any.
     pub workload: Option<Workload>,
+    /// `[kernel]` (all `auto` when absent).
+    pub kernel: KernelConfig,
 }
 
 /// `[scenario]`.

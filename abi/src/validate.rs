@@ -721,6 +721,7 @@ mod tests {
             },
             programs: Vec::new(),
             workload: None,
+            kernel: Default::default(),
         }
     }
 

@@ -19,6 +19,7 @@ pub fn handle(frame: &mut TrapFrame) {
     let vector = frame.vector;
     match u8::try_from(vector) {
         Ok(time::TIMER_VECTOR) => {
+            time::on_timer_interrupt();
             percpu::bump(&stats(arch::cpu_id()).ticks);
             lapic_eoi();
             crate::sched::timer_tick(frame);

@@ -2,8 +2,9 @@
 //!
 //! Boot order (docs/architecture/boot.md): serial console, boot
 //! information, frames, kernel page tables, heap, this CPU's tables and
-//! per-CPU block, the initrd, the other CPUs, then the init service and
-//! the scheduler. Only `arch` and a few `mm` modules may use `unsafe`.
+//! per-CPU block, the initrd (its `[kernel]` table picks the APIC and
+//! timer modes), the other CPUs, then the init service and the scheduler.
+//! Only `arch` and a few `mm` modules may use `unsafe`.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -47,17 +48,19 @@ pub fn kmain(handoff: arch::bootinfo::Handoff) -> ! {
     };
     mm_init(&facts);
     arch::init_cpu(0, arch::apic::initial_id());
-    smp::init(facts.rsdp, test_skip_ap(&facts));
+    // The initrd comes before the other CPUs: its manifest's `[kernel]`
+    // table chooses the APIC and timer modes every CPU starts in.
+    let initrd = match facts.modules().first() {
+        Some(m) => initrd::load(*m),
+        None => panic!("no initrd: the boot loader passed no module"),
+    };
+    smp::init(facts.rsdp, test_skip_ap(&facts), initrd.manifest.kernel);
     kprintln!(
         "kernel: memory {} MiB free in {} frames, heap {} MiB",
         (mm::frame::free_frames() * 4096) >> 20,
         mm::frame::free_frames(),
         mm::heap::HEAP_BYTES >> 20
     );
-    let initrd = match facts.modules().first() {
-        Some(m) => initrd::load(*m),
-        None => panic!("no initrd: the boot loader passed no module"),
-    };
     init::run(initrd)
 }
 

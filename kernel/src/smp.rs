@@ -2,12 +2,16 @@
 //! (reschedule IPI, function calls, TLB shootdown, stop).
 //!
 //! Bring-up (docs/architecture/smp.md): the boot CPU reads the MADT,
-//! masks the legacy PICs, enables its local APIC, calibrates time, then
+//! masks the legacy PICs, chooses the APIC mode (xAPIC or x2APIC) and the
+//! timer (calibrated LAPIC or TSC-deadline) from the manifest's `[kernel]`
+//! table and CPUID (a pinned mode the CPU lacks is a panic naming what is
+//! missing), enables its local APIC in that mode, calibrates time, then
 //! starts each AP in turn with INIT-SIPI-SIPI through the real-mode
-//! trampoline (`arch::trampoline`). Every wait is bounded by TSC time; an
-//! AP that does not answer is reported and left out, never waited for
-//! forever. CPU ids: 0 is the boot CPU, APs count up in MADT order. An AP
-//! that started but did not come online in time keeps its index (it may
+//! trampoline (`arch::trampoline`); every AP enters the same modes.
+//! Every wait is bounded by TSC time; an AP that does not answer is
+//! reported and left out, never waited for forever. CPU ids: 0 is the
+//! boot CPU, APs count up in MADT order. An AP that started but did not
+//! come online in time keeps its index (it may
 //! still be running its bring-up with that index's stacks and GS block),
 //! so the online ids can have a hole: walk [`online`], never
 //! `0..cpu_count()`. The test hook `test_skip_ap=<index>` on the kernel
@@ -31,6 +35,10 @@
 //! Stop and park use NMIs, which arrive even where interrupts are off.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use abi::kernel_modes::{
+    self, ApicChoice, ApicMode, CpuOffer, KernelConfig, TimerChoice, TimerMode,
+};
 
 use crate::arch::apic::{self, Dest, Ipi};
 use crate::arch::{self, TrapFrame};
@@ -133,13 +141,65 @@ static STOPPED: AtomicUsize = AtomicUsize::new(0);
 static PARK_REQUEST: AtomicU64 = AtomicU64::new(0);
 static PARKED: AtomicU64 = AtomicU64::new(0);
 
+/// What this CPU offers for the `[kernel]` choices (CPUID).
+fn cpu_offer() -> CpuOffer {
+    CpuOffer {
+        x2apic: apic::has_x2apic(),
+        tsc_deadline: apic::has_tsc_deadline(),
+        invariant_tsc: arch::cpu::invariant_tsc(),
+    }
+}
+
+/// The modes for `cfg` on this CPU, or a panic naming what is missing.
+/// `None` without a usable local APIC (only `auto` may ask for that).
+fn choose_modes(cfg: KernelConfig, has_apic: bool) -> Option<(ApicChoice, TimerChoice)> {
+    let offer = cpu_offer();
+    kprintln!(
+        "smp: cpu offers x2apic={} tsc-deadline={} invariant-tsc={}; [kernel] apic={} timer={}",
+        offer.x2apic,
+        offer.tsc_deadline,
+        offer.invariant_tsc,
+        cfg.apic.name(),
+        cfg.timer.name()
+    );
+    if !has_apic {
+        if cfg.apic != ApicMode::Auto || cfg.timer != TimerMode::Auto {
+            panic!(
+                "[kernel] apic = \"{}\" timer = \"{}\" but this CPU has no usable local APIC (CPUID.1:EDX bit 9, IA32_APIC_BASE bit 11)",
+                cfg.apic.name(),
+                cfg.timer.name()
+            );
+        }
+        return None;
+    }
+    let apic_mode = kernel_modes::resolve_apic(cfg.apic, offer).unwrap_or_else(|m| panic!("{m}"));
+    let timer = kernel_modes::resolve_timer(cfg.timer, offer).unwrap_or_else(|m| panic!("{m}"));
+    if timer == TimerChoice::TscDeadline && !offer.invariant_tsc {
+        kprintln!("smp: TSC-deadline timer as pinned, though CPUID does not call the TSC invariant (CPUID.80000007H:EDX bit 8)");
+    }
+    Some((apic_mode, timer))
+}
+
+/// The `mode=.. timer=..` fields of the `CPU <id> online` lines.
+pub fn mode_fields() -> (&'static str, &'static str) {
+    let mode = apic::mode().map_or("none", ApicChoice::name);
+    let timer = match time::timer_kind() {
+        time::TimerKind::TscDeadline => TimerChoice::TscDeadline.name(),
+        time::TimerKind::LocalApic => TimerChoice::Lapic.name(),
+        time::TimerKind::Pit => "pit",
+        time::TimerKind::None => "none",
+    };
+    (mode, timer)
+}
+
 /// Brings every CPU up. Called once by the boot CPU after
 /// `arch::init_cpu(0, ..)`, with interrupts off. `rsdp` is the RSDP from
 /// the boot information (physical address, whether ACPI 2.0+). `skip_ap` is
 /// the `test_skip_ap=<index>` test hook from the command line: that AP is
 /// not started and its index stays reserved (a hole in the CPU ids); 0 or
-/// an index beyond the APs is ignored with a log line.
-pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>) {
+/// an index beyond the APs is ignored with a log line. `cfg` is the
+/// manifest's `[kernel]` table.
+pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>, cfg: KernelConfig) {
     let t0 = arch::rdtsc();
     arch::pic::remap_and_mask();
     let madt = match rsdp {
@@ -156,8 +216,10 @@ pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>) {
         },
     };
     let has_apic = apic::present();
-    if has_apic {
+    let modes = choose_modes(cfg, has_apic);
+    if let Some((mode, _)) = modes {
         apic::init(
+            mode,
             madt.as_ref()
                 .map_or_else(apic::base_phys_from_msr, |m| m.lapic_phys),
         );
@@ -166,14 +228,19 @@ pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>) {
     if let Some(a) = lapic {
         a.enable(SPURIOUS_VECTOR);
     }
-    time::calibrate(has_apic);
+    // The APIC timer is calibrated only when it is the timer: TSC-deadline
+    // counts in TSC cycles.
+    time::calibrate(matches!(modes, Some((_, TimerChoice::Lapic))));
     let bsp_apic = lapic.map_or_else(apic::initial_id, |a| a.id());
-    if has_apic {
-        time::set_timer_kind(time::TimerKind::LocalApic);
-    } else {
-        time::set_timer_kind(time::TimerKind::Pit);
-        arch::pic::unmask_timer();
+    match modes {
+        Some((_, TimerChoice::Lapic)) => time::set_timer_kind(time::TimerKind::LocalApic),
+        Some((_, TimerChoice::TscDeadline)) => time::set_timer_kind(time::TimerKind::TscDeadline),
+        None => {
+            time::set_timer_kind(time::TimerKind::Pit);
+            arch::pic::unmask_timer();
+        }
     }
+    time::init_cpu_timer();
     time::set_periodic(time::DEFAULT_TICK_HZ);
     mark_online(0, bsp_apic);
 
@@ -212,6 +279,12 @@ pub fn init(rsdp: Option<(u64, bool)>, skip_ap: Option<usize>) {
     for &id in m.apic_ids[..m.count].iter().filter(|&&id| id != bsp_apic) {
         if next >= MAX_CPUS {
             break;
+        }
+        if a.mode() == ApicChoice::XApic && id > apic::XAPIC_MAX_ID {
+            kprintln!(
+                "smp: apic {id} is beyond xAPIC's 8-bit ids: not started (x2APIC reaches it)"
+            );
+            continue;
         }
         if skip == Some(next) {
             kprintln!(
@@ -299,7 +372,8 @@ fn wait_until(timeout_ns: u64, cond: impl Fn() -> bool) -> bool {
 
 fn mark_online(index: usize, apic_id: u32) {
     CPUS[index].apic_id.store(apic_id, Ordering::SeqCst);
-    kprintln!("CPU {index} online apic={apic_id}");
+    let (mode, timer) = mode_fields();
+    kprintln!("CPU {index} online apic={apic_id} mode={mode} timer={timer}");
     CPUS[index].online.store(true, Ordering::SeqCst);
     ONLINE_MASK.fetch_or(1 << index, Ordering::SeqCst);
 }
@@ -308,10 +382,13 @@ fn mark_online(index: usize, apic_id: u32) {
 /// with the kernel's tables, interrupts off.
 pub fn ap_start(index: usize) -> ! {
     AP_ALIVE.store(index, Ordering::SeqCst);
+    // The boot CPU's mode for this CPU's APIC too, before anything reads it.
+    apic::enter_mode();
     let a = apic::local().expect("an AP runs only when the APIC is up");
     let apic_id = a.id();
     arch::init_cpu(index, apic_id);
     a.enable(SPURIOUS_VECTOR);
+    time::init_cpu_timer();
     time::set_periodic(time::DEFAULT_TICK_HZ);
     mark_online(index, apic_id);
     crate::sched::ap_main(index)
@@ -350,7 +427,13 @@ pub fn apic_id(cpu: usize) -> u32 {
 
 fn send(cpu: usize, ipi: Ipi) {
     if let Some(a) = apic::local() {
-        a.send_ipi(Dest::Apic(apic_id(cpu)), ipi);
+        // To this CPU: the self-IPI path (the x2APIC's SELF IPI MSR).
+        let dest = if cpu == arch::cpu_id() {
+            Dest::SelfOnly
+        } else {
+            Dest::Apic(apic_id(cpu))
+        };
+        a.send_ipi(dest, ipi);
         percpu::bump(&stats(arch::cpu_id()).ipi_sent);
     }
 }

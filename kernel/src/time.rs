@@ -1,5 +1,13 @@
 //! Time: the TSC frequency, cycle/nanosecond conversions, and each CPU's
-//! timer (the local APIC timer, or the PIT on a machine without an APIC).
+//! timer: the local APIC timer in TSC-deadline mode, its calibrated
+//! one-shot/periodic modes, or the PIT on a machine without an APIC.
+//!
+//! Which timer runs is chosen once by `crate::smp` from the manifest's
+//! `[kernel] timer` and CPUID ([`set_timer_kind`]). In TSC-deadline mode a
+//! CPU's LVT is set up once ([`init_cpu_timer`]) and arming is one WRMSR of
+//! an absolute TSC value; the APIC timer needs no calibration then (only
+//! the TSC does, for ns conversions). TSC-deadline has no periodic mode:
+//! the bring-up tick re-arms itself from the interrupt ([`on_timer_interrupt`]).
 //!
 //! [`calibrate`] runs once on the boot CPU. On a PC (port 0x61 present) it
 //! measures the TSC and the local APIC timer together against 10 ms
@@ -17,9 +25,10 @@
 //! Conversions use 32.32 fixed-point multipliers computed once, so the hot
 //! paths (`now_ns`, `arm_oneshot_ns`) are one multiply and a shift.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::arch::{self, apic, pit};
+use crate::percpu::MAX_CPUS;
 
 /// The local APIC timer's vector.
 pub const TIMER_VECTOR: u8 = 0xf0;
@@ -57,6 +66,8 @@ pub enum TimerKind {
     LocalApic = 1,
     /// PIT channel 0 through the PIC, boot CPU only.
     Pit = 2,
+    /// Each CPU's local APIC timer in TSC-deadline mode.
+    TscDeadline = 3,
 }
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
@@ -70,6 +81,11 @@ static LAPIC_HZ: AtomicU64 = AtomicU64::new(0);
 static LAPIC_PER_NS_FP: AtomicU64 = AtomicU64::new(0);
 static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
 static KIND: AtomicU8 = AtomicU8::new(TimerKind::None as u8);
+/// TSC-deadline mode: each CPU's emulated periodic tick (TSC cycles
+/// between ticks; 0 = one-shot or off). Written only by its own CPU.
+static PERIOD_TSC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// TSC-deadline mode: whether each CPU's LVT is set up ([`init_cpu_timer`]).
+static DEADLINE_READY: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 
 fn fp_ratio(num: u64, den: u64) -> u64 {
     ((u128::from(num) << 32) / u128::from(den.max(1))).min(u128::from(u64::MAX)) as u64
@@ -234,7 +250,7 @@ fn calibrate_without_gate(
         .or_else(tsc_hz_from_pit_channel0)
         .unwrap_or((TSC_HZ_FALLBACK, "fallback (no CPUID leaf, no PIT)"));
     let (lapic_hz, lapic_how) = match lapic {
-        None => (0, "no local APIC"),
+        None => (0, "not calibrated"),
         Some(a) => match lapic_hz_from_tsc(a, tsc_hz) {
             Some(hz) => (hz, "timed against the TSC"),
             None => (LAPIC_HZ_FALLBACK, "fallback (windows disagreed)"),
@@ -300,7 +316,46 @@ pub fn timer_kind() -> TimerKind {
     match KIND.load(Ordering::Relaxed) {
         1 => TimerKind::LocalApic,
         2 => TimerKind::Pit,
+        3 => TimerKind::TscDeadline,
         _ => TimerKind::None,
+    }
+}
+
+/// Sets up this CPU's timer for the chosen kind (each CPU once, after its
+/// local APIC is enabled and before its first tick): in TSC-deadline mode
+/// the LVT is switched to deadline mode here, fenced (SDM 11.5.4.1: the
+/// LVT write must be ordered before the first IA32_TSC_DEADLINE write),
+/// and left that way; the other kinds program their registers per arm.
+pub fn init_cpu_timer() {
+    if timer_kind() != TimerKind::TscDeadline {
+        return;
+    }
+    if let Some(a) = apic::local() {
+        a.timer_deadline_mode(TIMER_VECTOR);
+        apic::set_tsc_deadline(0);
+        let me = arch::cpu_id();
+        PERIOD_TSC[me].store(0, Ordering::Relaxed);
+        DEADLINE_READY[me].store(true, Ordering::Relaxed);
+    }
+}
+
+/// Arms this CPU's TSC-deadline timer at `deadline` (0 disarms), if its
+/// LVT is in deadline mode.
+fn write_deadline(deadline: u64) {
+    if DEADLINE_READY[arch::cpu_id()].load(Ordering::Relaxed) {
+        apic::set_tsc_deadline(deadline);
+    }
+}
+
+/// Called from the timer interrupt before anything else: in TSC-deadline
+/// mode, re-arms this CPU's emulated periodic tick.
+pub fn on_timer_interrupt() {
+    if timer_kind() != TimerKind::TscDeadline {
+        return;
+    }
+    let period = PERIOD_TSC[arch::cpu_id()].load(Ordering::Relaxed);
+    if period != 0 {
+        write_deadline(arch::rdtsc().saturating_add(period));
     }
 }
 
@@ -363,6 +418,10 @@ pub fn arm_oneshot_ns(ns: u64) {
                 a.timer_start(TIMER_VECTOR, count as u32, false);
             }
         }
+        TimerKind::TscDeadline => {
+            PERIOD_TSC[arch::cpu_id()].store(0, Ordering::Relaxed);
+            write_deadline(arch::rdtsc().saturating_add(ns_to_tsc(ns).max(1)));
+        }
         TimerKind::Pit => pit::start_oneshot(fp_mul(ns, fp_ratio(pit::PIT_HZ, NS_PER_SEC))),
         TimerKind::None => {}
     }
@@ -375,6 +434,10 @@ pub fn disarm() {
             if let Some(a) = apic::local() {
                 a.timer_stop();
             }
+        }
+        TimerKind::TscDeadline => {
+            PERIOD_TSC[arch::cpu_id()].store(0, Ordering::Relaxed);
+            write_deadline(0);
         }
         TimerKind::Pit => pit::stop(),
         TimerKind::None => {}
@@ -390,6 +453,11 @@ pub fn set_periodic(hz: u64) {
                 let count = (LAPIC_HZ.load(Ordering::Relaxed) / hz).clamp(1, u64::from(u32::MAX));
                 a.timer_start(TIMER_VECTOR, count as u32, true);
             }
+        }
+        TimerKind::TscDeadline => {
+            let period = (tsc_hz() / hz).max(1);
+            PERIOD_TSC[arch::cpu_id()].store(period, Ordering::Relaxed);
+            write_deadline(arch::rdtsc().saturating_add(period));
         }
         TimerKind::Pit => pit::start_periodic(hz),
         TimerKind::None => {}

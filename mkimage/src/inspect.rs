@@ -115,6 +115,12 @@ fn describe_manifest(text: &mut String, payload: &Payload<'_>) {
             );
         }
     }
+    let _ = writeln!(
+        text,
+        "kernel apic={} timer={}",
+        m.kernel.apic.name(),
+        m.kernel.timer.name()
+    );
 }
 
 fn expect(e: Expect) -> String {

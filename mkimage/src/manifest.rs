@@ -27,7 +27,7 @@ use crate::diag::{Diagnostic, Problems, SourceFile};
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Keys allowed at the top level.
-const TOP_KEYS: &[&str] = &["scenario", "program", "workload"];
+const TOP_KEYS: &[&str] = &["scenario", "program", "workload", "kernel"];
 /// Keys allowed in `[scenario]`.
 const SCENARIO_KEYS: &[&str] = &["name", "description", "timeout_ms", "selftests"];
 /// Keys allowed in each `[[program]]`.
@@ -51,6 +51,9 @@ const WORKLOAD_KEYS: &[&str] = &[
 const PRIMES_ONLY_KEYS: &[&str] = &["lo", "hi", "expected"];
 /// Keys of `[workload]` that only `kind = "ring"` takes.
 const RING_ONLY_KEYS: &[&str] = &["rounds", "nops", "timers", "pingpongs"];
+
+/// Keys allowed in `[kernel]`.
+const KERNEL_KEYS: &[&str] = &["apic", "timer"];
 
 /// The one `workers` word.
 const WORKERS_CPUS: &str = "cpus";
@@ -106,6 +109,8 @@ pub struct ManifestDoc {
     pub programs: Vec<ProgramDef>,
     /// `[workload]`, if any.
     pub workload: Option<WorkloadDef>,
+    /// `[kernel]` (all `auto` when absent).
+    pub kernel: am::KernelConfig,
 }
 
 impl ManifestDoc {
@@ -130,6 +135,7 @@ impl ManifestDoc {
                 })
                 .collect(),
             workload: self.workload.map(|w| w.spec),
+            kernel: self.kernel,
         }
     }
 
@@ -408,10 +414,17 @@ impl Checker<'_> {
                 .and_then(|t| self.workload(t, v.span().start))
                 .map(Some),
         };
+        let kernel = match get(root, "kernel") {
+            None => Some(am::KernelConfig::default()),
+            Some(v) => self
+                .table(v, "kernel must be a table ([kernel])")
+                .and_then(|t| self.kernel(t)),
+        };
         Some(ManifestDoc {
             scenario: scenario?,
             programs: programs?,
             workload: workload?,
+            kernel: kernel?,
         })
     }
 
@@ -852,6 +865,49 @@ impl Checker<'_> {
         })
     }
 
+    fn kernel(&mut self, t: &DeTable<'_>) -> Option<am::KernelConfig> {
+        self.unknown_keys(t, KERNEL_KEYS, "in [kernel]");
+        let apic = match get(t, "apic") {
+            None => Some(am::ApicMode::Auto),
+            Some(v) => {
+                let words: Vec<&str> = am::ApicMode::ALL.iter().map(|m| m.name()).collect();
+                self.word(v, "apic", &words, am::ApicMode::from_name)
+            }
+        };
+        let timer = match get(t, "timer") {
+            None => Some(am::TimerMode::Auto),
+            Some(v) => {
+                let words: Vec<&str> = am::TimerMode::ALL.iter().map(|m| m.name()).collect();
+                self.word(v, "timer", &words, am::TimerMode::from_name)
+            }
+        };
+        Some(am::KernelConfig {
+            apic: apic?,
+            timer: timer?,
+        })
+    }
+
+    /// A string value that `parse` accepts, one of `words`; otherwise
+    /// `KEY must be one of ...` at the value.
+    fn word<T>(
+        &mut self,
+        v: &Value<'_>,
+        key: &str,
+        words: &[&str],
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Option<T> {
+        let quoted: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+        let expected = format!("{key} must be one of {}", quoted.join(", "));
+        let found = match v.get_ref() {
+            DeValue::String(s) => parse(s),
+            _ => None,
+        };
+        if found.is_none() {
+            self.wrong(v, &expected);
+        }
+        found
+    }
+
     fn kind(&mut self, v: &Value<'_>) -> Option<WorkloadKind> {
         let expected = format!("kind must be {KIND_PRIMES:?} or {KIND_RING:?}");
         match v.get_ref() {
@@ -983,6 +1039,8 @@ mod tests {
         let m = doc.to_abi();
         assert_eq!(m.programs[0].args, ["--rounds", "1000"]);
         assert_eq!(m.workload, Some(w));
+        assert_eq!(m.kernel.apic, am::ApicMode::X2Apic);
+        assert_eq!(m.kernel.timer, am::TimerMode::TscDeadline);
     }
 
     #[test]
@@ -1042,8 +1100,59 @@ mod tests {
     fn unknown_top_level_key() {
         assert_eq!(
             one(&format!("\n  colour = 1\n{SCENARIO}")),
-            "m.toml:2:3: unknown key \"colour\" at top level (allowed: scenario, program, workload)"
+            "m.toml:2:3: unknown key \"colour\" at top level (allowed: scenario, program, workload, kernel)"
         );
+    }
+
+    #[test]
+    fn kernel_table_parses() {
+        let doc = parse(SCENARIO).expect("valid");
+        assert_eq!(doc.kernel, am::KernelConfig::default());
+        let doc = parse(&format!(
+            "{SCENARIO}[kernel]\napic = \"x2apic\"\ntimer = \"tsc-deadline\"\n"
+        ))
+        .expect("valid");
+        assert_eq!(doc.kernel.apic, am::ApicMode::X2Apic);
+        assert_eq!(doc.kernel.timer, am::TimerMode::TscDeadline);
+        assert_eq!(doc.to_abi().kernel, doc.kernel);
+        let doc = parse(&format!("{SCENARIO}[kernel]\ntimer = \"lapic\"\n")).expect("valid");
+        assert_eq!(
+            doc.kernel,
+            am::KernelConfig {
+                apic: am::ApicMode::Auto,
+                timer: am::TimerMode::Lapic
+            }
+        );
+        let doc = parse(&format!("{SCENARIO}[kernel]\napic = \"xapic\"\n")).expect("valid");
+        assert_eq!(doc.kernel.apic, am::ApicMode::XApic);
+        assert_eq!(doc.kernel.timer, am::TimerMode::Auto);
+    }
+
+    #[test]
+    fn kernel_table_errors() {
+        assert_eq!(
+            one(&format!("{SCENARIO}[kernel]\napic = \"x2APIC\"\n")),
+            "m.toml:4:8: apic must be one of \"auto\", \"xapic\", \"x2apic\", found \"x2APIC\""
+        );
+        assert_eq!(
+            one(&format!("{SCENARIO}[kernel]\ntimer = 1\n")),
+            "m.toml:4:9: timer must be one of \"auto\", \"lapic\", \"tsc-deadline\", found 1"
+        );
+        assert_eq!(
+            one(&format!("{SCENARIO}[kernel]\n  tick = \"auto\"\n")),
+            "m.toml:4:3: unknown key \"tick\" in [kernel] (allowed: apic, timer)"
+        );
+        assert_eq!(
+            one(&format!("kernel = \"x2apic\"\n{SCENARIO}")),
+            "m.toml:1:10: kernel must be a table ([kernel]), found \"x2apic\""
+        );
+        // Both bad values are reported, each at its value.
+        let e = errors(&format!(
+            "{SCENARIO}[kernel]\napic = \"none\"\ntimer = \"hpet\"\n"
+        ));
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(e[0].starts_with("m.toml:4:8: apic must be one of"));
+        assert!(e[1].starts_with("m.toml:5:9: timer must be one of"));
     }
 
     #[test]

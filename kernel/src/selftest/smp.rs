@@ -13,6 +13,15 @@
 //! - `smp-stop`: each other CPU is parked by an NMI (the stop path without
 //!   the final halt), shown frozen, released and shown alive. The halt
 //!   itself ends the machine, so it is exercised only by a real panic.
+//! - `smp-selfipi`: an IPI this CPU sends itself (the x2APIC's SELF IPI
+//!   MSR, or the xAPIC ICR's self shorthand) arrives.
+//!
+//! Last it prints one measurement, never judged (timing belongs to the
+//! benchmarks; docs/architecture/smp.md has the table):
+//! `APICBENCH mode=<xapic|x2apic> timer=<lapic|tsc-deadline> cpus=<n>
+//! ipi_rtt=<cycles> self_ipi=<cycles> arm=<cycles> eoi=<cycles>`: the mean
+//! call-IPI round trip over every ordered pair (0 on one CPU), a self IPI
+//! from send to handler, one `time::arm_oneshot_ns`, and one EOI write.
 //!
 //! Reading the test pages needs raw pointers, hence the local allow.
 #![allow(unsafe_code)]
@@ -50,17 +59,26 @@ static SEEN: [[AtomicU64; TEST_PAGES]; MAX_CPUS] =
 static PONGS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Round-trip cycles measured by each initiator (sum over its rounds).
 static RTT_SUM: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The mean round trip over every pair, from `ipi` (for APICBENCH).
+static RTT_AVG: AtomicU64 = AtomicU64::new(0);
+/// Self IPIs sent by `self_ipi` and the cycles they took in all.
+static SELF_IPI_CYCLES: AtomicU64 = AtomicU64::new(0);
+/// Repetitions of each APICBENCH measurement.
+const BENCH_ROUNDS: u64 = 16;
+/// What APICBENCH arms the timer for (far enough never to fire meanwhile).
+const BENCH_ARM_NS: u64 = 1_000_000_000;
 
 /// One check: Ok, or the reason it failed.
 type Check = fn() -> Result<(), &'static str>;
 
 /// Runs every check; true when all passed.
 pub fn run() -> bool {
-    let checks: [(&str, Check); 6] = [
+    let checks: [(&str, Check); 7] = [
         ("smp-online", online),
         ("smp-ticks", ticks),
         ("smp-oneshot", oneshot),
         ("smp-ipi", ipi),
+        ("smp-selfipi", self_ipi),
         ("smp-shootdown", shootdown),
         ("smp-stop", stop),
     ];
@@ -74,6 +92,7 @@ pub fn run() -> bool {
             }
         }
     }
+    bench();
     match first_failure {
         None => kprintln!("SMOKE smp PASS cpus={}", smp::cpu_count()),
         Some(reason) => kprintln!("SMOKE smp FAIL reason={reason}"),
@@ -221,12 +240,62 @@ fn ipi() -> Result<(), &'static str> {
         }
     }
     if let Some(avg) = total.checked_div(pairs) {
+        RTT_AVG.store(avg, Ordering::Relaxed);
         kprintln!(
             "SMP ipi pairs={pairs} rtt_cycles_min={min} rtt_cycles_avg={avg} rtt_cycles_max={max} rtt_ns_avg={}",
             time::tsc_to_ns(avg)
         );
     }
     Ok(())
+}
+
+/// `BENCH_ROUNDS` self IPIs (the wake vector), each waited for with
+/// interrupts on.
+fn self_ipi() -> Result<(), &'static str> {
+    let me = arch::cpu_id();
+    let recv = || stats(me).ipi_recv.load(Ordering::SeqCst);
+    let mut total = 0u64;
+    for _ in 0..BENCH_ROUNDS {
+        let before = recv();
+        let t0 = time::now_tsc();
+        smp::send_resched(me);
+        spin_with_interrupts(WAIT_NS, || recv() != before);
+        total += time::now_tsc().wrapping_sub(t0);
+        if recv() == before {
+            return Err("self-ipi-lost");
+        }
+    }
+    SELF_IPI_CYCLES.store(total / BENCH_ROUNDS, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The mean cycles of `BENCH_ROUNDS` runs of `f`.
+fn mean_cycles(mut f: impl FnMut()) -> u64 {
+    let t0 = time::now_tsc();
+    for _ in 0..BENCH_ROUNDS {
+        f();
+    }
+    time::now_tsc().wrapping_sub(t0) / BENCH_ROUNDS
+}
+
+/// Prints the APICBENCH line (see the module doc); interrupts stay off.
+fn bench() {
+    let arm = mean_cycles(|| time::arm_oneshot_ns(BENCH_ARM_NS));
+    time::disarm();
+    // An EOI with nothing in service changes nothing (SDM 11.8.5); it
+    // costs the same register write as a real one.
+    let eoi = match arch::apic::local() {
+        Some(a) => mean_cycles(|| a.eoi()),
+        None => 0,
+    };
+    let (mode, timer) = smp::mode_fields();
+    kprintln!(
+        "APICBENCH mode={mode} timer={timer} cpus={} ipi_rtt={} self_ipi={} arm={arm} eoi={eoi}",
+        smp::cpu_count(),
+        RTT_AVG.load(Ordering::Relaxed),
+        SELF_IPI_CYCLES.load(Ordering::Relaxed)
+    );
+    time::set_periodic(time::DEFAULT_TICK_HZ);
 }
 
 fn test_va(i: usize) -> u64 {

@@ -17,7 +17,8 @@ usage:
   harness run (--manifest M [--image-dir DIR] [--mkiso PATH] | --iso ISO | --kernel ELF --initrd FILE)
               [--smp N] [BOOT FLAGS] [--log FILE]
   harness debug (same image flags as run) [--smp N] [--boot auto|iso|pvh] [--mem 512M] [--cpu MODEL]
-  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--cpu-hole M] [BOOT FLAGS]
+  harness test [--smp-list \"1 2 4\"] [--extra STEM=N,N] [--corrupt-initrd M] [--cpu-hole M]
+               [--cpu-fallback M] [BOOT FLAGS]
                [--logdir DIR] [--mkiso PATH] MANIFEST...
   harness scale --manifest M [--smp-list \"1 2 4\"] [--runs 5] [--repeat 3] [BOOT FLAGS]
                 [--out target/scale] [--mkiso PATH]
@@ -109,6 +110,9 @@ pub struct TestOpts {
     pub corrupt: Option<PathBuf>,
     /// Boot this manifest at -smp 4 with AP 1 left out (`hole.rs`).
     pub cpu_hole: Option<PathBuf>,
+    /// Boot this x2APIC-pinning manifest on a CPU without x2APIC, and its
+    /// `auto` twin (`fallback.rs`).
+    pub cpu_fallback: Option<PathBuf>,
     /// Accelerator, memory, timeout.
     pub boot: BootOpts,
     /// Where the serial logs go.
@@ -399,6 +403,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
     };
     let corrupt = f.take("corrupt-initrd").map(PathBuf::from);
     let cpu_hole = f.take("cpu-hole").map(PathBuf::from);
+    let cpu_fallback = f.take("cpu-fallback").map(PathBuf::from);
     let boot = f.take_boot()?;
     let logdir = f
         .take("logdir")
@@ -415,6 +420,7 @@ fn parse_test(mut f: Flags) -> Result<TestOpts> {
         extra,
         corrupt,
         cpu_hole,
+        cpu_fallback,
         boot,
         logdir,
         mkiso,
@@ -594,6 +600,12 @@ mod tests {
             panic!("expected test");
         };
         assert_eq!(o.cpu_hole, Some(PathBuf::from("h.toml")));
+        assert_eq!(o.cpu_fallback, None);
+        let Ok(Command::Test(o)) = parse(&args(&["test", "--cpu-fallback", "f.toml", "a.toml"]))
+        else {
+            panic!("expected test");
+        };
+        assert_eq!(o.cpu_fallback, Some(PathBuf::from("f.toml")));
         assert_eq!(o.manifests, vec![PathBuf::from("a.toml")]);
     }
 

@@ -14,6 +14,7 @@
 //! The guest-side protocol it reads is CONTRACTS.md section 4 (`parse.rs`).
 
 mod cli;
+mod fallback;
 mod forged;
 mod hole;
 mod manifest;

@@ -1,8 +1,9 @@
 //! The few manifest fields the harness needs (CONTRACTS.md section 2).
 //!
-//! mkimage is the validator; this reads only `[scenario] name` and the
-//! `[workload]` range (or, for `kind = "ring"`, its mix and worker count),
-//! ignoring everything else, so a manifest mkimage accepts always loads here.
+//! mkimage is the validator; this reads only `[scenario] name`, the
+//! `[workload]` range (or, for `kind = "ring"`, its mix and worker
+//! count) and the `[kernel]` modes, ignoring everything else, so a
+//! manifest mkimage accepts always loads here.
 
 use std::path::Path;
 
@@ -16,6 +17,57 @@ pub struct ManifestInfo {
     pub name: String,
     /// `[workload]`, if present.
     pub workload: Option<WorkloadInfo>,
+    /// `[kernel]` (both `auto` when absent).
+    pub kernel: KernelInfo,
+}
+
+/// The `[kernel]` table: the APIC and timer modes a manifest pins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KernelInfo {
+    /// `apic`: `auto`, `xapic` or `x2apic`.
+    #[serde(default = "auto")]
+    pub apic: String,
+    /// `timer`: `auto`, `lapic` or `tsc-deadline`.
+    #[serde(default = "auto")]
+    pub timer: String,
+}
+
+fn auto() -> String {
+    "auto".to_string()
+}
+
+impl Default for KernelInfo {
+    fn default() -> Self {
+        Self {
+            apic: auto(),
+            timer: auto(),
+        }
+    }
+}
+
+impl KernelInfo {
+    /// The `mode=` every `CPU <id> online` line must show: the pinned
+    /// mode, or `None` for `auto` (either, but the same on every CPU).
+    pub fn pinned_mode(&self) -> Option<&str> {
+        (self.apic != "auto").then_some(self.apic.as_str())
+    }
+
+    /// The `timer=` every line must show, as [`Self::pinned_mode`].
+    pub fn pinned_timer(&self) -> Option<&str> {
+        (self.timer != "auto").then_some(self.timer.as_str())
+    }
+
+    /// Whether anything is pinned.
+    pub fn pins_anything(&self) -> bool {
+        self.pinned_mode().is_some() || self.pinned_timer().is_some()
+    }
+
+    /// Whether it pins a mode this QEMU's TCG does not offer: the
+    /// TSC-deadline timer (no TCG has it), or x2APIC when `tcg_x2apic` is
+    /// false (TCG emulates x2APIC from QEMU 8.1 on: [`crate::qemu::tcg_has_x2apic`]).
+    pub fn needs_more_than_tcg(&self, tcg_x2apic: bool) -> bool {
+        (self.apic == "x2apic" && !tcg_x2apic) || self.timer == "tsc-deadline"
+    }
 }
 
 /// The workload's range and answer (primes), or its mix (ring).
@@ -59,6 +111,8 @@ impl WorkloadInfo {
 struct Raw {
     scenario: RawScenario,
     workload: Option<RawWorkload>,
+    #[serde(default)]
+    kernel: KernelInfo,
 }
 
 #[derive(Deserialize)]
@@ -142,7 +196,11 @@ pub fn parse(text: &str) -> Result<ManifestInfo> {
         bail!("[scenario] name {name:?} is not [a-z0-9-], 1..={MAX_NAME_LEN} chars");
     }
     let workload = raw.workload.map(RawWorkload::info).transpose()?;
-    Ok(ManifestInfo { name, workload })
+    Ok(ManifestInfo {
+        name,
+        workload,
+        kernel: raw.kernel,
+    })
 }
 
 #[cfg(test)]
@@ -186,6 +244,29 @@ mod tests {
         .expect("workload");
         assert_eq!(fixed.expected_for(1), 6);
         assert!(parse("[scenario]\nname = \"r\"\n[workload]\nkind = \"ring\"\n").is_err());
+    }
+
+    #[test]
+    fn reads_kernel_modes() {
+        let m = parse("[scenario]\nname = \"a\"\n").expect("valid");
+        assert_eq!(m.kernel, KernelInfo::default());
+        assert!(!m.kernel.pins_anything());
+        let m = parse("[scenario]\nname = \"a\"\n[kernel]\napic = \"x2apic\"\n").expect("valid");
+        assert_eq!(m.kernel.pinned_mode(), Some("x2apic"));
+        assert_eq!(m.kernel.pinned_timer(), None);
+        let m =
+            parse("[scenario]\nname = \"a\"\n[kernel]\ntimer = \"tsc-deadline\"\n").expect("valid");
+        assert_eq!(m.kernel.pinned_mode(), None);
+        assert_eq!(m.kernel.pinned_timer(), Some("tsc-deadline"));
+        assert!(m.kernel.pins_anything());
+        assert!(m.kernel.needs_more_than_tcg(true));
+        let m = parse("[scenario]\nname = \"a\"\n[kernel]\napic = \"xapic\"\ntimer = \"lapic\"\n")
+            .expect("valid");
+        assert!(m.kernel.pins_anything());
+        assert!(!m.kernel.needs_more_than_tcg(false));
+        let m = parse("[scenario]\nname = \"a\"\n[kernel]\napic = \"x2apic\"\n").expect("valid");
+        assert!(m.kernel.needs_more_than_tcg(false));
+        assert!(!m.kernel.needs_more_than_tcg(true));
     }
 
     #[test]

@@ -77,6 +77,37 @@ pub struct CpuStat {
     pub fields: Vec<(String, u64)>,
 }
 
+/// The fields of one `CPU <id> online` line (CONTRACTS.md section 4):
+/// `apic=`, `mode=` and `timer=` when present (older kernels printed only
+/// `apic=`; unknown fields after them are ignored).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuOnline {
+    /// The CPU id.
+    pub id: u32,
+    /// `mode=`: `xapic` or `x2apic`.
+    pub mode: Option<String>,
+    /// `timer=`: `lapic` or `tsc-deadline`.
+    pub timer: Option<String>,
+}
+
+/// Reads a `CPU <id> online ...` line with its fields; `None` for any
+/// other line.
+pub fn cpu_online(raw: &str) -> Option<CpuOnline> {
+    let line = clean(raw);
+    let rest = line.strip_prefix("CPU ")?;
+    let mut words = rest.split_whitespace();
+    let id = words.next()?.parse::<u32>().ok()?;
+    if words.next()? != "online" {
+        return None;
+    }
+    let f: HashMap<&str, &str> = words.filter_map(|w| w.split_once('=')).collect();
+    Some(CpuOnline {
+        id,
+        mode: f.get("mode").map(|s| s.to_string()),
+        timer: f.get("timer").map(|s| s.to_string()),
+    })
+}
+
 /// The `SCENARIO` verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScenarioVerdict {
@@ -386,6 +417,28 @@ pub mod tests {
         assert!(v.pass);
         assert_eq!(v.name, "thread-scale");
         assert!(log.panics.is_empty() && log.malformed.is_empty());
+    }
+
+    #[test]
+    fn cpu_online_fields() {
+        assert_eq!(
+            cpu_online("CPU 3 online apic=6 mode=x2apic timer=tsc-deadline extra=1"),
+            Some(CpuOnline {
+                id: 3,
+                mode: Some("x2apic".into()),
+                timer: Some("tsc-deadline".into()),
+            })
+        );
+        // Today's parsers: the id is all they read, and still is.
+        assert_eq!(
+            parse_line("CPU 1 online apic=1 mode=xapic timer=lapic"),
+            Some(Event::CpuOnline(1))
+        );
+        let old = cpu_online("CPU 0 online apic=0").expect("old line");
+        assert_eq!((old.id, old.mode, old.timer), (0, None, None));
+        assert_eq!(cpu_online("CPU x online"), None);
+        assert_eq!(cpu_online("CPU 1 offline mode=xapic"), None);
+        assert_eq!(cpu_online("SMP online cpus=2"), None);
     }
 
     #[test]

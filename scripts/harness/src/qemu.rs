@@ -280,6 +280,29 @@ impl Image {
 /// (isa-debug-exit) work on microvm: it has an ISA bus.
 pub const MICROVM_MACHINE: &str = "microvm,acpi=on,pit=on,pic=on,rtc=off,isa-serial=on";
 
+/// QEMU's version as (major, minor), from `--version` ("QEMU emulator
+/// version 10.0.2 ...").
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split("version ").nth(1)?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Whether this host's QEMU emulates x2APIC under TCG (QEMU 8.1 and
+/// later; Debian 12's 7.2 does not, scripts/install-deps.sh upgrades it).
+/// Asked once per harness run.
+pub fn tcg_has_x2apic() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        Command::new("qemu-system-x86_64")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| parse_version(&String::from_utf8_lossy(&o.stdout)))
+            .is_some_and(|v| v >= (8, 1))
+    })
+}
+
 /// The `-cpu` value: `cpu_model` if given, else `host,-arch-capabilities`
 /// under KVM and `max` under TCG.
 pub fn cpu_arg(accel: Accel, cpu_model: Option<&str>) -> String {
@@ -376,6 +399,17 @@ pub fn command(m: &Machine<'_>) -> (Command, String) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn qemu_versions() {
+        use super::parse_version;
+        assert_eq!(
+            parse_version("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2)"),
+            Some((10, 0))
+        );
+        assert_eq!(parse_version("QEMU emulator version 7.2.0"), Some((7, 2)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+
     use super::*;
 
     const PVM: HostKvm = HostKvm {

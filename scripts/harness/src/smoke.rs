@@ -6,20 +6,37 @@
 //! module differently, and these boots are cheap (one CPU each).
 //!
 //! A boot passes when the runner says PASS (verdict line and QEMU exit status
-//! agree) and no line of its log contains `PANIC`. The number of
-//! `CPU <id> online` lines is reported but not required: APs may not be up
-//! in every build.
+//! agree), no line of its log contains `PANIC`, every CPU QEMU was given
+//! printed `CPU <id> online`, and those lines name one APIC mode and one
+//! timer (`mode=`, `timer=`), the ones the manifest's `[kernel]` table
+//! pins, if it pins any (see [`check_modes`]).
+//!
+//! A manifest that pins x2APIC or TSC-deadline runs under KVM (PVH boot only, at
+//! `-smp` [`PINNED_KVM_SMP`] only: guest ring 0 is emulated under our PVM
+//! KVM, so the scheduler smoke takes about 90 s there) when the
+//! accelerator was `auto`, TCG was chosen and /dev/kvm is usable: QEMU 7.2's
+//! TCG offers neither x2APIC nor the TSC-deadline timer. Where a pinned
+//! mode is still missing, the kernel refuses with `PANIC [kernel] ... but
+//! this CPU has no ...`: that boot is a SKIP (printed and counted apart),
+//! not a pass. `--cpu-fallback M` checks that refusal on purpose
+//! (`crate::fallback`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use crate::parse;
+
 use crate::cli::TestOpts;
 use crate::manifest;
 use crate::mkiso;
-use crate::qemu::{self, Accel, BootMethod, Purpose};
+use crate::qemu::{self, Accel, AccelRequest, BootMethod, HostKvm, Purpose};
 use crate::runner::{self, BootSpec, STATUS_ERROR, STATUS_PASS};
 use std::time::Duration;
+
+/// The one CPU count a pinned-mode manifest boots at when it is moved
+/// from TCG to KVM (see the module doc).
+pub const PINNED_KVM_SMP: u32 = 2;
 
 /// One boot's line in the report.
 pub(crate) struct RunLine {
@@ -45,7 +62,7 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
         .boot
         .timeout
         .unwrap_or_else(|| runner::default_timeout(accel));
-    let (mut passed, mut failed) = (0u32, 0u32);
+    let (mut passed, mut failed, mut skipped) = (0u32, 0u32, 0u32);
     let mut count = |pass: bool| {
         if pass {
             passed += 1;
@@ -55,9 +72,22 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
     };
     for manifest in &opts.manifests {
         let stem = stem(manifest);
-        let name = manifest::load(manifest)
-            .map(|m| m.name)
-            .unwrap_or_else(|_| stem.clone());
+        let info = manifest::load(manifest).ok();
+        let name = info
+            .as_ref()
+            .map_or_else(|| stem.clone(), |m| m.name.clone());
+        let kernel = info.map(|m| m.kernel).unwrap_or_default();
+        let redirect = pinned_under_kvm(opts, accel, &kernel);
+        let (accel, methods, timeout) = match redirect {
+            Some(kvm_timeout) => {
+                eprintln!(
+                    "harness: {name} pins [kernel] apic={} timer={}: booting it under KVM (pvh, -smp {PINNED_KVM_SMP}), since TCG offers no x2APIC or TSC-deadline timer",
+                    kernel.apic, kernel.timer
+                );
+                (Accel::Kvm, vec![BootMethod::Pvh], kvm_timeout)
+            }
+            None => (accel, methods.clone(), timeout),
+        };
         let built = match mkiso::build(
             &opts.mkiso,
             manifest,
@@ -85,6 +115,9 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
                 smps.extend(list.iter().copied().filter(|n| !opts.smp_list.contains(n)));
             }
         }
+        if redirect.is_some() {
+            smps = vec![PINNED_KVM_SMP];
+        }
         for &smp in &smps {
             for &method in &methods {
                 let log = opts
@@ -102,15 +135,23 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
                             log: Some(&log),
                             echo: false,
                         };
-                        boot_line(&spec, &name, method)
+                        smoke_boot(&spec, &name, method, &kernel)
                     }
-                    Err(e) => RunLine {
+                    Err(e) => Judged::Run(RunLine {
                         pass: false,
                         text: format!("FAIL {name} smp={smp} boot={} (0.0 s) {e:#}", method.name()),
-                    },
+                    }),
                 };
-                println!("{}", line.text);
-                count(line.pass);
+                match line {
+                    Judged::Run(line) => {
+                        println!("{}", line.text);
+                        count(line.pass);
+                    }
+                    Judged::Skip(text) => {
+                        println!("{text}");
+                        skipped += 1;
+                    }
+                }
             }
         }
     }
@@ -133,27 +174,154 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
             count(pass);
         }
     }
+    if let Some(manifest) = &opts.cpu_fallback {
+        for &method in &methods {
+            for (pass, text) in
+                crate::fallback::boots(&setup(opts, accel, method, timeout), manifest)
+            {
+                println!("{text}");
+                count(pass);
+            }
+        }
+    }
+    if skipped > 0 {
+        println!("{skipped} skipped (a pinned [kernel] mode this CPU model lacks)");
+    }
     println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 { 0 } else { 1 })
 }
 
-/// Boots `spec` and judges it like every smoke boot.
-pub(crate) fn boot_line(spec: &BootSpec<'_>, name: &str, method: BootMethod) -> RunLine {
-    match runner::boot(spec) {
-        Ok(outcome) => check_online(
-            describe(name, spec.smp, method, &outcome),
-            spec.smp,
-            &outcome,
-        ),
-        Err(e) => RunLine {
-            pass: false,
-            text: format!(
-                "FAIL {name} smp={} boot={} (0.0 s) {e:#}",
+/// When a manifest pinning a mode should run under KVM instead of TCG
+/// (see the module doc): its timeout then.
+fn pinned_under_kvm(
+    opts: &TestOpts,
+    accel: Accel,
+    kernel: &manifest::KernelInfo,
+) -> Option<Duration> {
+    let redirect = kernel.needs_more_than_tcg(crate::qemu::tcg_has_x2apic())
+        && accel == Accel::Tcg
+        && opts.boot.accel == AccelRequest::Auto
+        && opts.boot.cpu_model.is_none()
+        && HostKvm::probe().usable;
+    redirect.then(|| {
+        opts.boot
+            .timeout
+            .unwrap_or_else(|| runner::default_timeout(Accel::Kvm))
+    })
+}
+
+/// A smoke boot's judgement.
+pub(crate) enum Judged {
+    /// Passed or failed.
+    Run(RunLine),
+    /// The CPU model lacks a mode the manifest pins (the report line).
+    Skip(String),
+}
+
+/// Boots `spec` and judges it like every smoke boot ([`describe`],
+/// [`check_online`]), then checks the modes
+/// the `CPU <id> online` lines name against `kernel`; a refusal of a
+/// pinned mode the CPU lacks is a skip.
+pub(crate) fn smoke_boot(
+    spec: &BootSpec<'_>,
+    name: &str,
+    method: BootMethod,
+    kernel: &manifest::KernelInfo,
+) -> Judged {
+    let outcome = match runner::boot(spec) {
+        Ok(o) => o,
+        Err(e) => {
+            return Judged::Run(RunLine {
+                pass: false,
+                text: format!(
+                    "FAIL {name} smp={} boot={} (0.0 s) {e:#}",
+                    spec.smp,
+                    method.name()
+                ),
+            })
+        }
+    };
+    if kernel.pins_anything() {
+        if let Some(why) = outcome.lines.iter().find_map(|l| lacks_pinned_mode(l)) {
+            return Judged::Skip(format!(
+                "SKIP {name} smp={} boot={} ({:.1} s) {why}",
                 spec.smp,
-                method.name()
-            ),
+                method.name(),
+                outcome.elapsed.as_secs_f64()
+            ));
+        }
+    }
+    let line = check_online(
+        describe(name, spec.smp, method, &outcome),
+        spec.smp,
+        &outcome,
+    );
+    Judged::Run(check_modes(line, kernel, &outcome.lines))
+}
+
+/// The kernel's refusal of a pinned mode: `PANIC [kernel] ... but this CPU
+/// has no ...` (the text after `PANIC `).
+pub(crate) fn lacks_pinned_mode(line: &str) -> Option<&str> {
+    let msg = line.trim().strip_prefix("PANIC ")?;
+    (msg.starts_with("[kernel] ") && msg.contains(" but this CPU has no ")).then_some(msg)
+}
+
+/// Every `CPU <id> online` line names a mode and a timer, all lines the
+/// same ones, and those the manifest pins. Appends `mode=.. timer=..` to a
+/// passing line; turns it into a FAIL with the reason otherwise.
+pub(crate) fn check_modes(
+    line: RunLine,
+    kernel: &manifest::KernelInfo,
+    lines: &[String],
+) -> RunLine {
+    if !line.pass {
+        return line;
+    }
+    match modes_seen(kernel, lines) {
+        Ok((mode, timer)) => RunLine {
+            pass: true,
+            text: format!("{} mode={mode} timer={timer}", line.text),
+        },
+        Err(why) => RunLine {
+            pass: false,
+            text: line.text.replacen("PASS", "FAIL", 1) + " " + &why,
         },
     }
+}
+
+/// The one (mode, timer) the online lines show, or why not.
+fn modes_seen(kernel: &manifest::KernelInfo, lines: &[String]) -> Result<(String, String), String> {
+    let online: Vec<parse::CpuOnline> = lines.iter().filter_map(|l| parse::cpu_online(l)).collect();
+    let mut seen: Option<(String, String)> = None;
+    for c in &online {
+        let (Some(mode), Some(timer)) = (&c.mode, &c.timer) else {
+            return Err(format!("CPU {} online line has no mode= or timer=", c.id));
+        };
+        match &seen {
+            None => seen = Some((mode.clone(), timer.clone())),
+            Some((m, t)) if m == mode && t == timer => {}
+            Some((m, t)) => {
+                return Err(format!(
+                    "CPUs disagree: mode={m} timer={t} and CPU {} mode={mode} timer={timer}",
+                    c.id
+                ))
+            }
+        }
+    }
+    let Some((mode, timer)) = seen else {
+        return Err("no CPU online lines".to_string());
+    };
+    if let Some(want) = kernel.pinned_mode().filter(|w| *w != mode) {
+        return Err(format!(
+            "manifest pins apic={want} but CPUs run mode={mode}"
+        ));
+    }
+    if let Some(want) = kernel.pinned_timer().filter(|w| *w != timer) {
+        return Err(format!(
+            "manifest pins timer={want} but CPUs run timer={timer}"
+        ));
+    }
+    Ok((mode, timer))
 }
 
 /// Where the extra boots (forged initrds, the CPU hole) run.
@@ -348,6 +516,72 @@ mod tests {
         assert!(!l.pass);
         assert!(l.text.starts_with("FAIL smoke-ring smp=1 boot=iso"));
         assert!(l.text.ends_with("log contains PANIC"));
+    }
+
+    fn kernel(apic: &str, timer: &str) -> manifest::KernelInfo {
+        manifest::KernelInfo {
+            apic: apic.into(),
+            timer: timer.into(),
+        }
+    }
+
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn passing() -> RunLine {
+        RunLine {
+            pass: true,
+            text: "PASS x smp=2 boot=pvh (1.0 s) cpus-online=2".into(),
+        }
+    }
+
+    #[test]
+    fn modes_must_match_the_pins() {
+        let x2 = lines(&[
+            "CPU 0 online apic=0 mode=x2apic timer=tsc-deadline",
+            "CPU 1 online apic=1 mode=x2apic timer=tsc-deadline",
+        ]);
+        let l = check_modes(passing(), &kernel("x2apic", "tsc-deadline"), &x2);
+        assert!(l.pass, "{}", l.text);
+        assert!(l.text.ends_with("mode=x2apic timer=tsc-deadline"));
+        assert!(check_modes(passing(), &kernel("auto", "auto"), &x2).pass);
+        let l = check_modes(passing(), &kernel("xapic", "auto"), &x2);
+        assert!(!l.pass);
+        assert!(l.text.starts_with("FAIL x smp=2"), "{}", l.text);
+        assert!(l
+            .text
+            .ends_with("manifest pins apic=xapic but CPUs run mode=x2apic"));
+        assert!(!check_modes(passing(), &kernel("auto", "lapic"), &x2).pass);
+    }
+
+    #[test]
+    fn modes_must_agree_and_be_named() {
+        let mixed = lines(&[
+            "CPU 0 online apic=0 mode=x2apic timer=lapic",
+            "CPU 1 online apic=1 mode=xapic timer=lapic",
+        ]);
+        assert!(!check_modes(passing(), &kernel("auto", "auto"), &mixed).pass);
+        let old = lines(&["CPU 0 online apic=0"]);
+        assert!(!check_modes(passing(), &kernel("auto", "auto"), &old).pass);
+        assert!(!check_modes(passing(), &kernel("auto", "auto"), &[]).pass);
+        // A failing boot stays as it was.
+        let fail = RunLine {
+            pass: false,
+            text: "FAIL x".into(),
+        };
+        assert_eq!(
+            check_modes(fail, &kernel("auto", "auto"), &old).text,
+            "FAIL x"
+        );
+    }
+
+    #[test]
+    fn refusal_of_a_pinned_mode_is_recognized() {
+        let l = "PANIC [kernel] apic = \"x2apic\" but this CPU has no x2APIC (CPUID.1:ECX bit 21) at kernel/src/smp.rs:1 cpu=0";
+        assert!(lacks_pinned_mode(l).is_some_and(|m| m.starts_with("[kernel] apic")));
+        assert_eq!(lacks_pinned_mode("PANIC bad initrd: x"), None);
+        assert_eq!(lacks_pinned_mode("smp: [kernel] but this CPU has no"), None);
     }
 
     #[test]

@@ -1,4 +1,7 @@
 //! ACPI discovery: the CPUs and the local APIC address from the MADT.
+//! CPUs come from both Processor Local APIC entries (type 0, 8-bit ids)
+//! and Processor Local x2APIC entries (type 9, 32-bit ids); an id listed
+//! twice counts once.
 //!
 //! Uses the `acpi` crate (rust-osdev: small, `no_std`, maintained, and it
 //! validates the RSDP, RSDT/XSDT and table checksums for us) without its

@@ -113,6 +113,21 @@ pub unsafe fn wrmsr(msr: u32, value: u64) {
     };
 }
 
+/// A full memory fence (`mfence`): every earlier load and store,
+/// including uncached MMIO writes, completes before any later one and
+/// before a later WRMSR to IA32_TSC_DEADLINE (SDM vol. 3A 11.5.4.1).
+#[inline(always)]
+pub fn mfence() {
+    // SAFETY: mfence only orders memory accesses.
+    unsafe { asm!("mfence", options(nostack, preserves_flags)) };
+}
+
+/// Whether the TSC is invariant (CPUID.80000007H:EDX bit 8): constant
+/// rate across P-, C- and T-states.
+pub fn invariant_tsc() -> bool {
+    cpuid(0x8000_0000, 0)[0] >= 0x8000_0007 && cpuid(0x8000_0007, 0)[3] & (1 << 8) != 0
+}
+
 /// Runs CPUID.
 pub fn cpuid(leaf: u32, subleaf: u32) -> [u32; 4] {
     let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
@@ -169,6 +184,8 @@ pub mod msr {
     pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
     /// IA32_APIC_BASE.
     pub const APIC_BASE: u32 = 0x1b;
+    /// IA32_TSC_DEADLINE: the local APIC timer fires when the TSC reaches it.
+    pub const TSC_DEADLINE: u32 = 0x6e0;
 }
 
 /// CR0.MP: `wait`/`fwait` honour CR0.TS.
