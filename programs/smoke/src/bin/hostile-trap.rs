@@ -8,7 +8,7 @@
 //! [`SURVIVED`], which its manifest entry (`expect = "fault"`) turns into a
 //! FAIL; a harmless case exits 0 after checking what it can.
 //!
-//! Four cases need a parent, because their right outcome depends on the
+//! Five cases need a parent, because their right outcome depends on the
 //! machine, while a manifest verdict must not:
 //! - `umip` (console, spawner): runs `sgdt`, `sidt`, `sldt`, `str` and
 //!   `smsw` as children. Where CPUID.(7,0):ECX[2] advertises UMIP, each
@@ -24,6 +24,9 @@
 //!   TCG and real hardware but are allowed under our KVM, whose guest user
 //!   code runs with the host's CR4 and GDT; each must fault or show it did
 //!   no harm (a leaked GS base is a FAIL).
+//! - `tcg-quirks` (console, spawner): `wbinvd`, `invd` and `into` as
+//!   children, each of which must fault; QEMU 10's TCG alone lets them
+//!   through as no-ops, accepted only where CPUID says TCG.
 //! - `stub` (console, spawner): finds the kernel's syscall stub by jumping
 //!   to each page from `KERNEL_BASE + 1 MiB` upward in a child (the stub
 //!   opens the kernel text, at `KERNEL_BASE + __boot_end`,
@@ -99,6 +102,7 @@ fn main(a: &Args) -> i64 {
         Some("sse") => smoke::run("hostile-trap-sse", a, sse_parent),
         Some("sse-div0") => sse_div0(),
         Some("either") => smoke::run("hostile-trap-either", a, either_parent),
+        Some("tcg-quirks") => smoke::run("hostile-trap-tcg-quirks", a, tcg_quirks_parent),
         Some("wrgsbase") => wrgsbase(),
         Some("mov-ds-tss") => {
             insn!("mov ds, {0:x}", in(reg) TSS_SEL as u16);
@@ -483,6 +487,46 @@ fn either_parent(a: &Args) -> Result<(), Fail> {
         }
     }
     Ok(())
+}
+
+/// `wbinvd`, `invd` (#GP) and `into` (#UD in 64-bit mode) must fault.
+/// QEMU 10's TCG lets all three through from ring 3 as no-ops (QEMU 7.2
+/// trapped them); where CPUID leaf 0x4000_0000 says the CPU is QEMU's
+/// TCG, a child that survived is accepted and reported, never elsewhere.
+fn tcg_quirks_parent(a: &Args) -> Result<(), Fail> {
+    let spawner = need_cap(a, CapKind::Spawner)?;
+    let tcg = under_qemu_tcg();
+    for (case, vector) in [("wbinvd", VECTOR_GP), ("invd", VECTOR_GP), ("into", 6)] {
+        let r = child_outcome(spawner, &[case])?;
+        if r == (ExitKind::Faulted, vector) {
+            continue;
+        }
+        ensure!(
+            tcg && r == (ExitKind::Exited, SURVIVED),
+            "{} ended {:?}, want fault {}",
+            case,
+            r,
+            vector
+        );
+        rt::println!(
+            "hostile-trap: {} is not trapped from ring 3 by this QEMU's TCG (an emulator gap, no effect)",
+            case
+        );
+    }
+    Ok(())
+}
+
+/// Whether the hypervisor CPUID leaf names QEMU's TCG ("TCGTCGTCGTCG").
+fn under_qemu_tcg() -> bool {
+    // Leaf 0x4000_0000 is only meaningful with the hypervisor bit set.
+    if core::arch::x86_64::__cpuid(1).ecx & (1 << 31) == 0 {
+        return false;
+    }
+    let l = core::arch::x86_64::__cpuid(0x4000_0000);
+    let tcg = u32::from_le_bytes(*b"TCGT");
+    let cgt = u32::from_le_bytes(*b"CGTC");
+    let gtc = u32::from_le_bytes(*b"GTCG");
+    (l.ebx, l.ecx, l.edx) == (tcg, cgt, gtc)
 }
 
 /// x87 status word: error summary (ES) and the six exception flags.
