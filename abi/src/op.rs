@@ -77,6 +77,18 @@ pub enum Op {
     /// value1 = the account's budget in bytes. A program and every process
     /// it spawns share one account.
     KernelMem = 21,
+    /// self: set the calling thread's own ring mode. `args[0]` = ring setup
+    /// flags ([`crate::ring::RING_SETUP_SQPOLL`] or 0 for `cap_enter`
+    /// consumption; other bits `Invalid`), `args[1]` = SQPOLL idle time in
+    /// ns (0 = [`crate::limits::SQ_IDLE_NS_DEFAULT`], at most
+    /// [`crate::limits::SQ_IDLE_NS_MAX`]). The submissions after this one
+    /// are consumed in the new mode. result 0; `Busy` past
+    /// [`crate::limits::SQPOLL_RINGS_MAX`] SQPOLL rings.
+    RingMode = 27,
+    /// self (the calling thread) or thread: ring counters. result = system
+    /// calls made, value0 = SQEs the SQPOLL poller consumed, value1 =
+    /// poller wakeups (a sleeping ring woken by `cap_enter`).
+    RingStats = 28,
 }
 
 /// Largest single console write.
@@ -92,7 +104,7 @@ impl Op {
     /// Decodes a raw opcode.
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
-        const ALL: [Op; 22] = [
+        const ALL: [Op; 24] = [
             Nop,
             ConsoleWrite,
             TimerNow,
@@ -115,6 +127,8 @@ impl Op {
             MemStats,
             SetTls,
             KernelMem,
+            RingMode,
+            RingStats,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -202,6 +216,9 @@ mod tests {
             assert_eq!(Op::from_raw(raw).map(|o| o as u32), Some(raw));
         }
         assert_eq!(Op::from_raw(22), None);
+        assert_eq!(Op::from_raw(27), Some(Op::RingMode));
+        assert_eq!(Op::from_raw(28), Some(Op::RingStats));
+        assert_eq!(Op::from_raw(29), None);
         assert_eq!(Op::from_raw(u32::MAX), None);
     }
 }
