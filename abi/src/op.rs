@@ -31,8 +31,11 @@ pub enum Op {
     /// Never completes.
     Exit = 7,
     /// self: start a thread. `args[0]` entry, `args[1]` stack top,
-    /// `args[2]` argument (rdi), `args[3]` TLS base (FS base).
-    /// The thread starts with rdi = argument, rsi = its ring address.
+    /// `args[2]` argument (rdi), `args[3]` TLS base (FS base), `args[4]`
+    /// ring setup flags ([`crate::ring::RING_SETUP_SQPOLL`]; 0 = plain;
+    /// other bits `Invalid`), `args[5]` SQPOLL idle ns (as in
+    /// [`Op::RingMode`]). The thread starts with rdi = argument, rsi = its
+    /// ring address.
     /// result = slot of the thread handle, value0 = tid.
     ThreadSpawn = 8,
     /// thread: complete when the thread has exited. result 0,

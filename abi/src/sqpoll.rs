@@ -248,9 +248,8 @@ impl State {
 /// Explores every interleaving of `n` submissions against the poller.
 /// `Ok(states)` if every final state has all `n` consumed; `Err(state)`
 /// with a final state that stranded a submission.
-#[cfg(test)]
 pub fn explore(n: u32, f: Fences) -> Result<usize, State> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = alloc::collections::BTreeSet::new();
     let mut stack = alloc::vec![State::initial()];
     while let Some(s) = stack.pop() {
         if !seen.insert(s.clone()) {

@@ -11,7 +11,7 @@ use crate::tls::{self, Tls};
 use abi::caps::SELF_SLOT;
 use abi::error::Error;
 use abi::op::{ExitKind, Op, ParkResult, SpawnArgs};
-use abi::ring::{Cqe, Sqe};
+use abi::ring::{Cqe, Sqe, ENTER_SQ_WAKEUP};
 use abi::TIMEOUT_NEVER;
 use core::sync::atomic::AtomicU32;
 
@@ -30,8 +30,22 @@ pub fn sqe(op: Op, cap: u32, args: &[u64]) -> Sqe {
 
 /// `cap_enter(min_complete, timeout_ns)` on the calling thread: the number
 /// of completions waiting in its CQ, or the kernel's error.
+///
+/// On an SQPOLL ring whose poller sleeps (NEED_WAKEUP, read after a full
+/// fence) it also wakes the poller ([`abi::ring::ENTER_SQ_WAKEUP`]).
 pub fn enter(min_complete: u64, timeout_ns: u64) -> Result<u32, Error> {
-    let r = crate::arch::cap_enter(min_complete, timeout_ns);
+    let ring = tls::current().ring();
+    let flags = if ring.needs_wakeup() {
+        ENTER_SQ_WAKEUP
+    } else {
+        0
+    };
+    enter_flags(min_complete, timeout_ns, flags)
+}
+
+/// `cap_enter` with explicit `flags` (rdx).
+pub fn enter_flags(min_complete: u64, timeout_ns: u64, flags: u64) -> Result<u32, Error> {
+    let r = crate::arch::cap_enter_flags(min_complete, timeout_ns, flags);
     if r < 0 {
         return Err(Error::from_result(r).unwrap_or(Error::Invalid));
     }
@@ -57,10 +71,15 @@ fn push(tls: &Tls, mut s: Sqe) -> Result<u64, Error> {
 }
 
 /// Publishes `s` and lets the kernel consume it, without waiting for its
-/// completion. Returns its token for [`wait_for`].
+/// completion. Returns its token for [`wait_for`]. On an SQPOLL ring this
+/// makes no system call unless the poller sleeps (NEED_WAKEUP).
 pub fn submit(s: Sqe) -> Result<u64, Error> {
-    let token = push(tls::current(), s)?;
-    enter(0, 0)?;
+    let tls = tls::current();
+    let token = push(tls, s)?;
+    let ring = tls.ring();
+    if !ring.is_sqpoll() || ring.needs_wakeup() {
+        enter(0, 0)?;
+    }
     Ok(token)
 }
 
@@ -168,6 +187,53 @@ pub fn exit(status: i64) -> ! {
 pub fn thread_spawn(entry: u64, stack_top: u64, arg: u64, tls: u64) -> Result<(u32, u64), Error> {
     let c = call_ok(Op::ThreadSpawn, SELF_SLOT, &[entry, stack_top, arg, tls])?;
     Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::ThreadSpawn with ring setup flags (`abi::ring::RING_SETUP_SQPOLL`)
+/// and the SQPOLL idle time in ns (0 = default).
+pub fn thread_spawn_ring(
+    entry: u64,
+    stack_top: u64,
+    arg: u64,
+    tls: u64,
+    ring_flags: u64,
+    sq_idle_ns: u64,
+) -> Result<(u32, u64), Error> {
+    let c = call_ok(
+        Op::ThreadSpawn,
+        SELF_SLOT,
+        &[entry, stack_top, arg, tls, ring_flags, sq_idle_ns],
+    )?;
+    Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::RingMode: the calling thread's ring becomes SQPOLL (`flags` =
+/// `abi::ring::RING_SETUP_SQPOLL`, idle time `sq_idle_ns`, 0 = default) or
+/// goes back to `cap_enter` consumption (`flags` = 0).
+pub fn ring_mode(flags: u64, sq_idle_ns: u64) -> Result<(), Error> {
+    call_ok(Op::RingMode, SELF_SLOT, &[flags, sq_idle_ns]).map(drop)
+}
+
+/// Ring counters of a thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// System calls it made.
+    pub syscalls: u64,
+    /// Its submissions the SQPOLL poller consumed.
+    pub polled: u64,
+    /// Times its sleeping poller was woken.
+    pub wakeups: u64,
+}
+
+/// Op::RingStats on `cap` (`SELF_SLOT` for the calling thread, or a
+/// thread handle).
+pub fn ring_stats(cap: u32) -> Result<RingStats, Error> {
+    let c = call_ok(Op::RingStats, cap, &[])?;
+    Ok(RingStats {
+        syscalls: c.result as u64,
+        polled: c.value0,
+        wakeups: c.value1,
+    })
 }
 
 /// Op::ThreadJoin: the thread's exit value.
