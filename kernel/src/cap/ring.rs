@@ -13,8 +13,8 @@ use abi::ring::{Cqe, CQ_ENTRIES};
 
 use crate::mm::budget::{self, Kind};
 use crate::sched::thread::{self, RunState, Thread, ThreadInner, ThreadRef};
-use crate::sync::IrqMutexGuard;
 use crate::sched::{cpu, timer};
+use crate::sync::IrqMutexGuard;
 
 /// Completions in the CQ (as the user's head says), clamped when user
 /// space corrupted its head.

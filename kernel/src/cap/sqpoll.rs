@@ -360,7 +360,9 @@ fn take(t: &Thread) -> Take {
     let Some(mut mode) = ti.sqpoll else {
         return Take::Stop;
     };
-    if mode.asleep {
+    if mode.asleep || ti.tls_pending.is_some() {
+        // (A SetTls waits for the thread's own CPU: the SQEs after it wait
+        // too, so they see the new FS base and complete in order.)
         return Take::Stop;
     }
     ring::flush_overflow(&mut ti);

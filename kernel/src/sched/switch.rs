@@ -205,7 +205,10 @@ fn arm_timer(me: usize, c: &CpuSched) {
     // poller gets it (cap::sqpoll).
     let poll = (crate::cap::sqpoll::awake() && !c.idle.load(Ordering::Relaxed))
         .then(|| now + crate::time::ns_to_tsc(crate::cap::sqpoll::POLL_TICK_NS));
-    let deadline = [slice, timer::earliest(me), poll].into_iter().flatten().min();
+    let deadline = [slice, timer::earliest(me), poll]
+        .into_iter()
+        .flatten()
+        .min();
     match deadline {
         None => {
             if c.armed_tsc.swap(0, Ordering::Relaxed) != 0 {
