@@ -10,11 +10,13 @@
 //! - in its idle loop (no runnable thread): it spins over the awake rings,
 //!   looking at its run queue between passes, so a runnable user thread
 //!   is picked up after at most one pass;
-//! - in its timer tick, when the tick interrupted user mode: the exit path
-//!   arms a tick every [`POLL_TICK_NS`] while any ring is awake, so under
-//!   `-smp 1` the poller gets the CPU even while the submitting thread
-//!   busy-polls its CQ, and the interrupted thread gets the CPU back after
-//!   one pass of at most [`PASS_SQES`] submissions.
+//! - in its timer tick, when the tick interrupted user mode: while a ring
+//!   is awake and no CPU polls from its idle loop ([`tick_needed`]), the
+//!   exit path arms a tick every [`POLL_TICK_NS`], so under `-smp 1` the
+//!   poller gets the CPU even while the submitting thread busy-polls its
+//!   CQ, and the interrupted thread gets the CPU back after one pass of at
+//!   most [`PASS_SQES`] submissions. When an idle CPU polls, the busy
+//!   CPUs are left alone (under PVM each tick costs emulated ring 0).
 //!
 //! Exactly one consumer per ring: a ring is consumed by its own thread's
 //! `cap_enter` while not in SQPOLL mode, and only by the poller that holds
@@ -44,7 +46,7 @@
 //! then looks the thread up and locks it.
 
 use alloc::sync::Arc;
-use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 use abi::error::Error;
 use abi::limits::{SQPOLL_RINGS_MAX, SQ_IDLE_NS_DEFAULT, SQ_IDLE_NS_MAX};
@@ -59,9 +61,12 @@ use super::ring;
 use crate::sched::thread::{self, SqPollMode, Thread, ThreadInner, ThreadRef};
 use crate::sync::IrqMutex;
 
-/// Poll tick while any ring is awake (250 us): how long a submission may
-/// wait for a poller on a CPU that is busy with user code.
-pub const POLL_TICK_NS: u64 = 250_000;
+/// Poll tick while any ring is awake and no CPU polls from its idle loop
+/// (1 ms, the default idle time): how long a submission may wait for a
+/// poller when every CPU is busy with user code. Under our PVM KVM a tick
+/// and its pass run emulated (about 1 us an instruction), so a faster
+/// tick would take most of the interrupted CPU.
+pub const POLL_TICK_NS: u64 = 1_000_000;
 /// Most submissions one poll pass consumes, all rings together: the
 /// bound on the ring-0 time a pass takes from the interrupted thread.
 pub const PASS_SQES: u32 = SQ_ENTRIES;
@@ -96,10 +101,31 @@ static SET: IrqMutex<PollSet> = IrqMutex::new(PollSet {
 static AWAKE: AtomicUsize = AtomicUsize::new(0);
 /// Where the next pass starts, so no ring is always last.
 static CURSOR: AtomicUsize = AtomicUsize::new(0);
+/// CPUs polling from their idle loop (bit per CPU). While one does, the
+/// CPUs busy with user code take no poll tick: the idle CPU is the poller.
+static IDLE_POLLING: AtomicU64 = AtomicU64::new(0);
+
+const _: () = assert!(crate::smp::MAX_CPUS <= 64);
 
 /// Whether any ring is awake (so CPUs must keep polling).
 pub fn awake() -> bool {
     AWAKE.load(Ordering::Relaxed) > 0
+}
+
+/// Whether a CPU busy with user code must tick for the poller: a ring is
+/// awake and no CPU polls from its idle loop. The CPU that leaves idle
+/// polling clears its bit before its exit path arms its timer, so while
+/// a ring is awake some CPU always either idle-polls or ticks.
+pub fn tick_needed() -> bool {
+    awake() && IDLE_POLLING.load(Ordering::SeqCst) == 0
+}
+
+/// This CPU leaves its idle loop with a thread to run.
+pub fn idle_end(me: usize) {
+    let bit = 1u64 << me;
+    if IDLE_POLLING.load(Ordering::Relaxed) & bit != 0 {
+        IDLE_POLLING.fetch_and(!bit, Ordering::SeqCst);
+    }
 }
 
 impl PollSet {
@@ -459,7 +485,11 @@ pub fn poll(me: usize) -> u32 {
 /// timers and other CPUs' requests; false when no ring is awake (halt).
 pub fn idle_poll(me: usize) -> bool {
     if !awake() {
+        idle_end(me);
         return false;
+    }
+    if IDLE_POLLING.load(Ordering::Relaxed) & (1 << me) == 0 {
+        IDLE_POLLING.fetch_or(1 << me, Ordering::SeqCst);
     }
     poll(me);
     crate::sched::switch::run_expired_timers(me);
@@ -468,9 +498,12 @@ pub fn idle_poll(me: usize) -> bool {
     true
 }
 
-/// The timer tick interrupted user mode here: one pass.
+/// The timer tick interrupted user mode here: one pass, unless an idle
+/// CPU is polling anyway.
 pub fn tick(me: usize) {
-    poll(me);
+    if tick_needed() {
+        poll(me);
+    }
 }
 
 pub mod report {

@@ -155,10 +155,8 @@ pub fn drop_space(me: usize) {
 /// The next thread for this CPU: local queue, then stealing, else idle.
 fn next_thread(me: usize, c: &CpuSched) -> Arc<Thread> {
     loop {
-        if let Some(t) = cpu::pop_local(me) {
-            return t;
-        }
-        if let Some(t) = cpu::steal(me) {
+        if let Some(t) = cpu::pop_local(me).or_else(|| cpu::steal(me)) {
+            crate::cap::sqpoll::idle_end(me);
             return t;
         }
         // Nothing to run: poll the awake SQPOLL rings instead of halting
@@ -203,7 +201,7 @@ fn arm_timer(me: usize, c: &CpuSched) {
     };
     // While SQPOLL rings are awake a CPU running user code ticks, so the
     // poller gets it (cap::sqpoll).
-    let poll = (crate::cap::sqpoll::awake() && !c.idle.load(Ordering::Relaxed))
+    let poll = (crate::cap::sqpoll::tick_needed() && !c.idle.load(Ordering::Relaxed))
         .then(|| now + crate::time::ns_to_tsc(crate::cap::sqpoll::POLL_TICK_NS));
     let deadline = [slice, timer::earliest(me), poll]
         .into_iter()
