@@ -489,6 +489,10 @@ pub fn idle_poll(me: usize) -> bool {
         return false;
     }
     if IDLE_POLLING.load(Ordering::Relaxed) & (1 << me) == 0 {
+        // As before a halt: the poller needs no user address space (it
+        // reaches rings and user memory through the direct map), and a
+        // space left loaded here would be shot down for nothing.
+        crate::sched::switch::drop_space(me);
         IDLE_POLLING.fetch_or(1 << me, Ordering::SeqCst);
     }
     poll(me);
