@@ -9,7 +9,8 @@
 //! SQPOLL: in that mode the kernel's poller consumes what [`Ring::push`]
 //! publishes; the submitter checks [`Ring::needs_wakeup`] (full fence,
 //! then the NEED_WAKEUP flag) and enters the kernel only when the poller
-//! sleeps ([`crate::sys::submit`] does both).
+//! sleeps ([`crate::sys::submit`] does both; rt's waits spin briefly on
+//! the ring before they enter the kernel, see `sys::ring_enter`).
 
 use abi::ring::{
     pending, slot, Cqe, RingHeader, Sqe, CQE_BYTES, CQ_ENTRIES, CQ_OFFSET, RING_FLAG_NEED_WAKEUP,

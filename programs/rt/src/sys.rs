@@ -11,7 +11,7 @@ use crate::tls::{self, Tls};
 use abi::caps::SELF_SLOT;
 use abi::error::Error;
 use abi::op::{ExitKind, Op, ParkResult, SpawnArgs};
-use abi::ring::{Cqe, Sqe, ENTER_SQ_WAKEUP};
+use abi::ring::{Cqe, Sqe, ENTER_SQ_WAKEUP, SQ_ENTRIES};
 use abi::TIMEOUT_NEVER;
 use core::sync::atomic::AtomicU32;
 
@@ -43,6 +43,53 @@ pub fn enter(min_complete: u64, timeout_ns: u64) -> Result<u32, Error> {
     enter_flags(min_complete, timeout_ns, flags)
 }
 
+/// How long an SQPOLL thread spins on its ring before it enters the
+/// kernel to wait, in TSC cycles (about 40 us at 2.5 GHz). With a poller
+/// on another CPU the completion (or SQ room) usually arrives meanwhile,
+/// and no system call is made at all.
+const SQPOLL_SPIN_CYCLES: u64 = 100_000;
+
+/// The longest an SQPOLL thread with a full SQ sleeps before it looks
+/// again (1 ms): it waits for one more completion, which the poller
+/// produces while consuming, but some submissions complete much later.
+const SQ_FULL_WAIT_NS: u64 = 1_000_000;
+
+/// The ring client's way into the kernel ([`crate::stash`], waits): on a
+/// ring in SQPOLL mode whose poller is awake, spin a little for what the
+/// caller waits for (`min_complete` completions, or SQ room when it is 0)
+/// before making a system call; when the SQ is full, block until one more
+/// completion (at most [`SQ_FULL_WAIT_NS`]) instead of returning at once,
+/// so that the poller gets this CPU when it has only one.
+fn ring_enter(min_complete: u64, timeout_ns: u64) -> Result<u32, Error> {
+    let ring = tls::current().ring();
+    if !ring.is_sqpoll() {
+        return enter(min_complete, timeout_ns);
+    }
+    let done = |r: &crate::ring::Ring| {
+        let ready = r.cq_ready().unwrap_or(0);
+        let ok = if min_complete == 0 {
+            r.sq_pending().is_some_and(|n| n < SQ_ENTRIES)
+        } else {
+            u64::from(ready) >= min_complete
+        };
+        ok.then_some(ready)
+    };
+    if !ring.needs_wakeup() {
+        let t0 = crate::arch::rdtsc();
+        while crate::arch::rdtsc().wrapping_sub(t0) < SQPOLL_SPIN_CYCLES {
+            if let Some(ready) = done(&ring) {
+                return Ok(ready);
+            }
+            core::hint::spin_loop();
+        }
+    }
+    if min_complete == 0 && done(&ring).is_none() {
+        let held = u64::from(ring.cq_ready().unwrap_or(0));
+        return enter(held + 1, SQ_FULL_WAIT_NS);
+    }
+    enter(min_complete, timeout_ns)
+}
+
 /// `cap_enter` with explicit `flags` (rdx).
 pub fn enter_flags(min_complete: u64, timeout_ns: u64, flags: u64) -> Result<u32, Error> {
     let r = crate::arch::cap_enter_flags(min_complete, timeout_ns, flags);
@@ -66,7 +113,7 @@ pub fn check(c: &Cqe) -> Result<i64, Error> {
 fn push(tls: &Tls, mut s: Sqe) -> Result<u64, Error> {
     let token = tls.fresh_user_data();
     s.user_data = token;
-    tls.with_stash(|st| crate::stash::push(&tls.ring(), st, &s, enter))?;
+    tls.with_stash(|st| crate::stash::push(&tls.ring(), st, &s, ring_enter))?;
     Ok(token)
 }
 
@@ -88,7 +135,7 @@ pub fn submit(s: Sqe) -> Result<u64, Error> {
 /// the CQ are full of completions nobody collected).
 pub fn wait_for(token: u64) -> Cqe {
     let tls = tls::current();
-    tls.with_stash(|st| crate::stash::wait_for(&tls.ring(), st, token, enter))
+    tls.with_stash(|st| crate::stash::wait_for(&tls.ring(), st, token, ring_enter))
 }
 
 /// The next completion of any submission (stashed ones first, oldest
@@ -102,7 +149,7 @@ pub fn next_completion() -> Cqe {
         if let Some(c) = tls.ring().pop() {
             return c;
         }
-        if let Err(e) = enter(1, TIMEOUT_NEVER) {
+        if let Err(e) = ring_enter(1, TIMEOUT_NEVER) {
             return Cqe {
                 user_data: 0,
                 result: e.as_result(),

@@ -16,6 +16,9 @@
 //! - `ops`: the other operations in SQPOLL mode (SetTls, MemMap/MemUnmap,
 //!   ThreadSpawn/Join from an SQPOLL thread, Park/Unpark, KernelMem,
 //!   RingMode back to `cap_enter` consumption and again);
+//! - `rt`: rt's own client (`sys::submit`, `sys::wait_for`, `sys::call`)
+//!   on an SQPOLL ring: 2,000 NOPs in batches of 16 and 200 sleeps, with
+//!   far fewer system calls than operations;
 //! - `exit-busy S`: three SQPOLL threads keep their pollers busy; the main
 //!   thread (SQPOLL too) ends the process with status S;
 //! - `exit-worker S`: as `exit-busy`, but one of the busy SQPOLL threads
@@ -47,6 +50,7 @@ fn main(args: &Args) -> i64 {
         "multi" => "sqpoll-multi",
         "idle" => "sqpoll-idle",
         "ops" => "sqpoll-ops",
+        "rt" => "sqpoll-rt",
         _ => "sqpoll-bulk",
     };
     smoke::run(name, args, body)
@@ -59,6 +63,7 @@ fn body(a: &Args) -> Result<(), Fail> {
         "multi" => multi(a.get_u64(1).unwrap_or(4), a.cpus(), a.tsc_hz()),
         "idle" => idle(a.get_u64(1).unwrap_or(100), a.tsc_hz()),
         "ops" => ops(timer),
+        "rt" => rt_api(timer),
         other => fail!("unknown part {}", other),
     }
 }
@@ -373,6 +378,51 @@ fn ops(timer: u32) -> Result<(), Fail> {
     );
     let st = stats()?;
     ensure!(st.polled > 0, "nothing was polled");
+    Ok(())
+}
+
+fn rt_api(timer: u32) -> Result<(), Fail> {
+    sys::ring_mode(RING_SETUP_SQPOLL, 0).ctx("ring mode")?;
+    let s0 = stats()?;
+    let mut tokens = [0u64; 16];
+    for b in 0..125u64 {
+        for (k, t) in tokens.iter_mut().enumerate() {
+            let mut s = nop(0);
+            if k == 0 && b % 5 == 0 {
+                s = sys::sqe(Op::TimerSleep, timer, &[10_000]);
+            }
+            *t = sys::submit(s).ctx("submit")?;
+        }
+        for t in tokens {
+            let c = sys::wait_for(t);
+            ensure!(
+                c.user_data == t && c.result >= 0,
+                "batch {}: {}",
+                b,
+                c.result
+            );
+        }
+    }
+    for _ in 0..50 {
+        sys::nop(0).ctx("call")?;
+    }
+    let s1 = stats()?;
+    let calls = s1.syscalls - s0.syscalls;
+    println!(
+        "SQPOLL rt ops=2050 syscalls={} polled={} wakeups={}",
+        calls,
+        s1.polled - s0.polled,
+        s1.wakeups - s0.wakeups
+    );
+    ensure!(
+        calls < 400,
+        "{} system calls for 2,050 ops through rt",
+        calls
+    );
+    ensure!(
+        s1.polled - s0.polled >= 2050,
+        "not every op went through the poller"
+    );
     Ok(())
 }
 
