@@ -19,6 +19,9 @@
 //! - `rt`: rt's own client (`sys::submit`, `sys::wait_for`, `sys::call`)
 //!   on an SQPOLL ring: 2,000 NOPs in batches of 16 and 200 sleeps, with
 //!   far fewer system calls than operations;
+//! - `hostile`: a lying SQ tail and garbage header flags on an SQPOLL
+//!   ring (nothing consumed, nothing stuck once honest), and more SQPOLL
+//!   rings than `SQPOLL_RINGS_MAX` (the one past the limit gets `Busy`);
 //! - `exit-busy S`: three SQPOLL threads keep their pollers busy; the main
 //!   thread (SQPOLL too) ends the process with status S;
 //! - `exit-worker S`: as `exit-busy`, but one of the busy SQPOLL threads
@@ -51,6 +54,7 @@ fn main(args: &Args) -> i64 {
         "idle" => "sqpoll-idle",
         "ops" => "sqpoll-ops",
         "rt" => "sqpoll-rt",
+        "hostile" => "sqpoll-hostile",
         _ => "sqpoll-bulk",
     };
     smoke::run(name, args, body)
@@ -64,6 +68,7 @@ fn body(a: &Args) -> Result<(), Fail> {
         "idle" => idle(a.get_u64(1).unwrap_or(100), a.tsc_hz()),
         "ops" => ops(timer),
         "rt" => rt_api(timer),
+        "hostile" => hostile(a.tsc_hz()),
         other => fail!("unknown part {}", other),
     }
 }
@@ -422,6 +427,71 @@ fn rt_api(timer: u32) -> Result<(), Fail> {
     ensure!(
         s1.polled - s0.polled >= 2050,
         "not every op went through the poller"
+    );
+    Ok(())
+}
+
+static GATE: AtomicU32 = AtomicU32::new(0);
+
+fn hostile(hz: u64) -> Result<(), Fail> {
+    sys::ring_mode(RING_SETUP_SQPOLL, 0).ctx("ring mode")?;
+    let ring = tls::current().ring();
+    let h = ring.header();
+    // A tail far ahead: the poller must consume nothing, and the ring
+    // works again once the tail is honest.
+    let tail = h.sq_tail.load(Ordering::Relaxed);
+    h.sq_tail.store(tail.wrapping_add(1000), Ordering::Release);
+    let _ = sys::enter_flags(0, 0, ENTER_SQ_WAKEUP);
+    let t0 = rt::arch::rdtsc();
+    while rt::arch::rdtsc().wrapping_sub(t0) < hz / 100 {
+        core::hint::spin_loop();
+    }
+    ensure!(
+        h.sq_head.load(Ordering::Acquire) == tail,
+        "the poller moved a corrupt SQ"
+    );
+    h.sq_tail.store(tail, Ordering::Release);
+    one(&ring, 1, hz)?;
+    // Garbage in the kernel-written flags word.
+    h.flags.store(u32::MAX, Ordering::Relaxed);
+    one(&ring, 2, hz)?;
+    for k in 0..50 {
+        one(&ring, 3 + k, hz)?;
+    }
+    // More SQPOLL rings than the limit: each holder parks until released.
+    GATE.store(0, Ordering::SeqCst);
+    const N: usize = abi::limits::SQPOLL_RINGS_MAX + 1;
+    let mut ts: [Option<Thread>; N] = [const { None }; N];
+    let mut busy = 0;
+    for t in ts.iter_mut() {
+        let r = thread::spawn_with_ring(8 * 1024, RING_SETUP_SQPOLL, 0, || {
+            while GATE.load(Ordering::SeqCst) == 0 {
+                let _ = sys::park(&GATE, 0, abi::TIMEOUT_NEVER);
+            }
+            0
+        });
+        match r {
+            Ok(h) => *t = Some(h),
+            Err(rt::Error::Busy) => busy += 1,
+            Err(e) => fail!("spawn: {}", e.name()),
+        }
+    }
+    GATE.store(1, Ordering::SeqCst);
+    sys::unpark(&GATE, u64::MAX).ctx("unpark")?;
+    for t in ts.iter_mut().flatten() {
+        ensure!(t.join().ctx("join")? == 0, "holder failed");
+    }
+    for t in ts.into_iter().flatten() {
+        t.close().ctx("close")?;
+    }
+    // This thread's ring is one of the SQPOLL rings: the limit is reached
+    // one spawn earlier.
+    ensure!(busy >= 2, "only {} of {} SQPOLL spawns refused", busy, N);
+    ensure!(
+        busy <= 3,
+        "{} SQPOLL spawns refused below the limit ({})",
+        busy,
+        N
     );
     Ok(())
 }
