@@ -27,12 +27,14 @@ pub mod manifest;
 pub mod memobj;
 pub mod op;
 pub mod ring;
+pub mod sqpoll;
 pub mod startup;
 pub mod validate;
 
 /// The one system call number (in `rax`): `cap_enter(min_complete, timeout_ns)`.
 ///
-/// Arguments in `rdi` (min_complete) and `rsi` (timeout_ns). Returns in `rax`
+/// Arguments in `rdi` (min_complete), `rsi` (timeout_ns) and `rdx` (flags:
+/// [`ring::ENTER_SQ_WAKEUP`]; other bits ignored). Returns in `rax`
 /// the number of completions waiting in the caller's CQ, or a negative
 /// [`error::Error`] code.
 pub const SYS_CAP_ENTER: u64 = 0;

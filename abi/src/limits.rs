@@ -99,3 +99,19 @@ pub const RING_BATCH_MAX: u32 = crate::ring::SQ_ENTRIES;
 
 /// Most park/unpark round trips per round.
 pub const RING_PINGPONGS_MAX: u32 = 1024;
+
+/// Default SQPOLL idle time (`sq_idle_ns` 0 means this): 1 ms, as
+/// io_uring's default. Long enough that a program submitting in bursts
+/// keeps its poller, short enough that an idle ring stops costing poll
+/// passes (each one runs in ring 0, about 1 us an instruction under PVM).
+pub const SQ_IDLE_NS_DEFAULT: u64 = 1_000_000;
+
+/// Largest `sq_idle_ns`: 1 s. A ring keeps every CPU's poll tick armed
+/// while awake; a longer idle time would let one program keep them armed
+/// indefinitely without submitting. Larger values are `Invalid`.
+pub const SQ_IDLE_NS_MAX: u64 = 1_000_000_000;
+
+/// Most rings in SQPOLL mode at once (kernel-wide). The poll set is a
+/// fixed table (no heap), and every poll pass walks it; past this limit
+/// enabling SQPOLL fails with `Busy` and the ring stays in its mode.
+pub const SQPOLL_RINGS_MAX: usize = 256;

@@ -31,8 +31,11 @@ pub enum Op {
     /// Never completes.
     Exit = 7,
     /// self: start a thread. `args[0]` entry, `args[1]` stack top,
-    /// `args[2]` argument (rdi), `args[3]` TLS base (FS base).
-    /// The thread starts with rdi = argument, rsi = its ring address.
+    /// `args[2]` argument (rdi), `args[3]` TLS base (FS base), `args[4]`
+    /// ring setup flags ([`crate::ring::RING_SETUP_SQPOLL`]; 0 = plain;
+    /// other bits `Invalid`), `args[5]` SQPOLL idle ns (as in
+    /// [`Op::RingMode`]). The thread starts with rdi = argument, rsi = its
+    /// ring address.
     /// result = slot of the thread handle, value0 = tid.
     ThreadSpawn = 8,
     /// thread: complete when the thread has exited. result 0,
@@ -98,6 +101,18 @@ pub enum Op {
     /// memobj: result 0, value0 = the object's size in bytes, value1 = the
     /// handle's rights bits.
     MemObjInfo = 26,
+    /// self: set the calling thread's own ring mode. `args[0]` = ring setup
+    /// flags ([`crate::ring::RING_SETUP_SQPOLL`] or 0 for `cap_enter`
+    /// consumption; other bits `Invalid`), `args[1]` = SQPOLL idle time in
+    /// ns (0 = [`crate::limits::SQ_IDLE_NS_DEFAULT`], at most
+    /// [`crate::limits::SQ_IDLE_NS_MAX`]). The submissions after this one
+    /// are consumed in the new mode. result 0; `Busy` past
+    /// [`crate::limits::SQPOLL_RINGS_MAX`] SQPOLL rings.
+    RingMode = 27,
+    /// self (the calling thread) or thread: ring counters. result = system
+    /// calls made, value0 = SQEs the SQPOLL poller consumed, value1 =
+    /// poller wakeups (a sleeping ring woken by `cap_enter`).
+    RingStats = 28,
 }
 
 /// Largest single console write.
@@ -113,7 +128,7 @@ impl Op {
     /// Decodes a raw opcode.
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
-        const ALL: [Op; 27] = [
+        const ALL: [Op; 29] = [
             Nop,
             ConsoleWrite,
             TimerNow,
@@ -141,6 +156,8 @@ impl Op {
             MemObjUnmap,
             CapRestrict,
             MemObjInfo,
+            RingMode,
+            RingStats,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -235,9 +252,12 @@ mod tests {
 
     #[test]
     fn opcodes_round_trip() {
-        for raw in 0..=26 {
+        for raw in 0..=28 {
             assert_eq!(Op::from_raw(raw).map(|o| o as u32), Some(raw));
         }
+        assert_eq!(Op::from_raw(27), Some(Op::RingMode));
+        assert_eq!(Op::from_raw(28), Some(Op::RingStats));
+        assert_eq!(Op::from_raw(29), None);
         assert_eq!(Op::from_raw(u32::MAX), None);
     }
 

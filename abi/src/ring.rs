@@ -22,8 +22,44 @@
 //! that list, `cap_enter` stops consuming submissions while the CQ plus the
 //! overflow list could not take their completions (back-pressure): such
 //! submissions simply stay in the SQ.
+//!
+//! SQPOLL (docs/proposals/ring-v2-smp-proposal.md): a ring set up with
+//! [`RING_SETUP_SQPOLL`] (ThreadSpawn `args[4]`, or the RingMode op on the
+//! caller's own ring) is consumed by the kernel's poller, not by
+//! `cap_enter`. The kernel shows the mode as [`RING_FLAG_SQPOLL`] in
+//! [`RingHeader::flags`]. After `sq_idle_ns` without new entries the
+//! poller sets [`RING_FLAG_NEED_WAKEUP`] and stops polling the ring; the
+//! submitter then calls `cap_enter` with [`ENTER_SQ_WAKEUP`] in `rdx`.
+//!
+//! NEED_WAKEUP ordering (a Dekker pair; both fences are SeqCst, `mfence`):
+//! - submitter: write SQEs; store `sq_tail` (release); **fence(SeqCst)**;
+//!   load `flags`; if NEED_WAKEUP is set, `cap_enter(.., ENTER_SQ_WAKEUP)`.
+//! - poller going idle: set NEED_WAKEUP in `flags`; **fence(SeqCst)**;
+//!   load `sq_tail` again; if it moved, clear the flag and keep polling,
+//!   else stop polling the ring.
+//!
+//! One of the two loads sees the other's store, so either the poller sees
+//! the new tail or the submitter sees the flag: no submission is stranded.
+//! The state machine is checked exhaustively under a store-buffer (TSO)
+//! model in [`crate::sqpoll`].
 
 use core::sync::atomic::AtomicU32;
+
+/// [`RingHeader::flags`]: the poller stopped polling this ring; submit
+/// with `cap_enter(.., ENTER_SQ_WAKEUP)` (written by the kernel).
+pub const RING_FLAG_NEED_WAKEUP: u32 = 1 << 0;
+/// [`RingHeader::flags`]: the ring is in SQPOLL mode (written by the kernel).
+pub const RING_FLAG_SQPOLL: u32 = 1 << 1;
+
+/// Ring setup flag (ThreadSpawn `args[4]`, RingMode `args[0]`): SQPOLL.
+pub const RING_SETUP_SQPOLL: u64 = 1 << 0;
+/// Every ring setup flag the kernel knows; other bits are `Invalid`.
+pub const RING_SETUP_ALL: u64 = RING_SETUP_SQPOLL;
+
+/// `cap_enter` flag in `rdx`: wake this ring's poller (clears
+/// NEED_WAKEUP). Other `rdx` bits are ignored (older programs left `rdx`
+/// unset); a wakeup of a ring that is not SQPOLL does nothing.
+pub const ENTER_SQ_WAKEUP: u64 = 1 << 0;
 
 /// Submission queue entries per ring (a power of two).
 pub const SQ_ENTRIES: u32 = 64;
@@ -54,8 +90,9 @@ pub struct RingHeader {
     pub sq_entries: AtomicU32,
     /// CQ_ENTRIES, for checking (written by the kernel at setup).
     pub cq_entries: AtomicU32,
-    /// Reserved, zero.
-    pub reserved: AtomicU32,
+    /// [`RING_FLAG_NEED_WAKEUP`] and [`RING_FLAG_SQPOLL`] (written by the
+    /// kernel; was `reserved`, zero, before SQPOLL: same offset and size).
+    pub flags: AtomicU32,
 }
 
 /// A submission: one operation on one capability.
@@ -95,6 +132,8 @@ const _: () = assert!(SQ_ENTRIES.is_power_of_two() && CQ_ENTRIES.is_power_of_two
 const _: () = assert!(SQ_OFFSET + SQ_ENTRIES as u64 * SQE_BYTES <= CQ_OFFSET);
 const _: () = assert!(CQ_OFFSET + CQ_ENTRIES as u64 * CQE_BYTES <= RING_BYTES);
 const _: () = assert!(core::mem::size_of::<RingHeader>() as u64 <= SQ_OFFSET);
+const _: () = assert!(core::mem::size_of::<RingHeader>() == 32);
+const _: () = assert!(core::mem::offset_of!(RingHeader, flags) == 28);
 
 /// Number of unconsumed entries between `head` and `tail`, or `None` when
 /// the pair is impossible for a ring of `entries` (user space corrupted it).

@@ -301,6 +301,7 @@ fn memstat() -> bool {
 /// Prints the counters and the verdict, and powers off.
 fn finish() -> ! {
     let name = MANIFEST.get().map_or("unknown", |m| m.scenario.name);
+    crate::cap::sqpoll::report::print();
     if !memstat() {
         STATE.lock().failures.push(String::from("leak"));
     }

@@ -23,13 +23,23 @@
 //!
 //! A corrupt SQ (tail more than SQ_ENTRIES ahead of the kernel's head)
 //! fails the call with `Invalid` and consumes nothing.
+//!
+//! On a ring in SQPOLL mode (cap::sqpoll) step 2 is skipped: the poller
+//! is the ring's one consumer. `cap_enter` then only flushes overflow,
+//! wakes the sleeping poller (`rdx` bit `ENTER_SQ_WAKEUP`) and waits. The
+//! same [`consume`] runs an SQE for both consumers; its completion goes
+//! through [`ring::deliver`], which also wakes the thread when it waits
+//! here (the poller runs while the thread may be Blocked).
+//!
+//! Every call counts in the thread's `ring_stats.syscalls` (RingStats).
 
 use abi::error::Error;
 use abi::op::Op;
-use abi::ring::{Sqe, CQ_ENTRIES, SQ_ENTRIES};
+use abi::ring::{Sqe, CQ_ENTRIES, ENTER_SQ_WAKEUP, SQ_ENTRIES};
+use core::sync::atomic::Ordering;
 
 use super::ops::{self, Outcome};
-use super::ring;
+use super::{ring, sqpoll};
 use crate::arch::TrapFrame;
 use crate::mm::budget::{self, Kind};
 use crate::sched::thread::{RunState, Thread};
@@ -51,7 +61,7 @@ fn may_complete_later(op: Option<Op>) -> bool {
 }
 
 /// Whether an operation needs no completion slot (it never completes).
-fn needs_no_cqe(op: Option<Op>) -> bool {
+pub(super) fn needs_no_cqe(op: Option<Op>) -> bool {
     matches!(op, Some(Op::Exit | Op::ThreadExit))
 }
 
@@ -59,7 +69,8 @@ fn needs_no_cqe(op: Option<Op>) -> bool {
 fn next_sqe(t: &Arc<Thread>) -> Option<Sqe> {
     let mut ti = t.inner.lock();
     ring::flush_overflow(&mut ti);
-    if ti.kill {
+    if ti.kill || ti.sqpoll.is_some() {
+        // A RingMode just handed the ring to the poller: it consumes the rest.
         return None;
     }
     let head = ti.sq_head;
@@ -74,8 +85,9 @@ fn next_sqe(t: &Arc<Thread>) -> Option<Sqe> {
     Some(sqe)
 }
 
-/// Runs one consumed SQE; false if the calling thread is gone.
-fn consume(t: &Arc<Thread>, sqe: &Sqe) -> bool {
+/// Runs one consumed SQE of `t` (from `t`'s own `cap_enter`, or from the
+/// SQPOLL poller that holds its ring); false if the thread is gone.
+pub(super) fn consume(t: &Arc<Thread>, sqe: &Sqe) -> bool {
     let later = may_complete_later(Op::from_raw(sqe.opcode));
     if later {
         let full = ring::in_flight(&t.inner.lock()) >= MAX_PENDING;
@@ -86,7 +98,7 @@ fn consume(t: &Arc<Thread>, sqe: &Sqe) -> bool {
                 .is_ok();
         if !charged {
             if let Outcome::Now(cqe) = ops::fail(sqe, Error::NoMemory) {
-                ring::push(&mut t.inner.lock(), cqe);
+                ring::deliver(t, cqe);
             }
             return true;
         }
@@ -98,12 +110,13 @@ fn consume(t: &Arc<Thread>, sqe: &Sqe) -> bool {
                     .account()
                     .uncharge(Kind::Heap, budget::IN_FLIGHT_HEAP_BYTES);
             }
-            ring::push(&mut t.inner.lock(), cqe);
+            ring::deliver(t, cqe);
         }
         Outcome::Later => {
             let mut ti = t.inner.lock();
             ti.issued = ti.issued.wrapping_add(1);
         }
+        Outcome::Deferred => {}
         Outcome::Gone => return false,
     }
     true
@@ -116,14 +129,20 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     };
     let min = frame.rdi.min(u64::from(CQ_ENTRIES)) as u32;
     let timeout_ns = frame.rsi;
+    let wake = frame.rdx & ENTER_SQ_WAKEUP != 0;
+    t.ring_stats.syscalls.fetch_add(1, Ordering::Relaxed);
     let new = {
         let mut ti = t.inner.lock();
         // Room the user made in its CQ goes to overflowed completions
         // first, whether or not anything new was submitted.
         ring::flush_overflow(&mut ti);
-        match &ti.ring {
-            None => Some(0),
-            Some(r) => abi::ring::pending(ti.sq_head, r.sq_tail(), SQ_ENTRIES),
+        if sqpoll::enter(&t, &mut ti, wake) {
+            Some(0)
+        } else {
+            match &ti.ring {
+                None => Some(0),
+                Some(r) => abi::ring::pending(ti.sq_head, r.sq_tail(), SQ_ENTRIES),
+            }
         }
     };
     let Some(new) = new else {
@@ -139,6 +158,9 @@ pub fn cap_enter(frame: &mut TrapFrame) {
     }
     let me = crate::arch::cpu_id();
     let mut ti = t.inner.lock();
+    // A SetTls the poller handed over lands before the thread decides to
+    // wait (held lock: no new one until it is Blocked, cap::sqpoll).
+    sqpoll::apply_pending_tls(&mut ti);
     ring::flush_overflow(&mut ti);
     let ready = ring::cq_ready(&ti);
     if ring::available(&ti) >= min as usize || timeout_ns == 0 || ti.kill {

@@ -5,4 +5,5 @@ pub mod enter;
 pub mod ops;
 pub mod park;
 pub mod ring;
+pub mod sqpoll;
 pub mod table;

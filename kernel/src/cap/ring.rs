@@ -7,12 +7,14 @@
 //! `cap_enter` and now has enough completions, it becomes runnable.
 
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 
 use abi::ring::{Cqe, CQ_ENTRIES};
 
 use crate::mm::budget::{self, Kind};
-use crate::sched::thread::{self, RunState, ThreadInner, ThreadRef};
+use crate::sched::thread::{self, RunState, Thread, ThreadInner, ThreadRef};
 use crate::sched::{cpu, timer};
+use crate::sync::IrqMutexGuard;
 
 /// Completions in the CQ (as the user's head says), clamped when user
 /// space corrupted its head.
@@ -84,6 +86,34 @@ pub fn available(ti: &ThreadInner) -> usize {
     cq_ready(ti) as usize + ti.overflow.len()
 }
 
+/// Adds an immediate completion of `t`'s own submission (from its
+/// `cap_enter` or its SQPOLL poller) and wakes `t` if it waits in
+/// `cap_enter` and now has enough. Nothing goes to a dead thread.
+pub fn deliver(t: &Arc<Thread>, cqe: Cqe) {
+    let mut ti = t.inner.lock();
+    if ti.reaped || ti.state == RunState::Dead {
+        return;
+    }
+    push(&mut ti, cqe);
+    wake_if_ready(t, ti);
+}
+
+/// Makes `t` runnable if it waits in `cap_enter` for no more completions
+/// than it now has (consumes the caller's guard of its lock).
+fn wake_if_ready(t: &Arc<Thread>, mut ti: IrqMutexGuard<'_, ThreadInner>) {
+    if let RunState::Blocked { min, .. } = ti.state {
+        if available(&ti) >= min as usize {
+            if let Some(h) = ti.wait_timer.take() {
+                timer::cancel(h);
+            }
+            ti.state = RunState::Runnable;
+            let last = ti.last_cpu;
+            drop(ti);
+            cpu::place_woken(t, last);
+        }
+    }
+}
+
 /// Posts `cqe` to thread `r`; returns whether the thread still existed.
 /// Every post completes an operation that was counted in flight (see
 /// cap::enter), so it gives that operation's charge back.
@@ -112,16 +142,6 @@ pub fn post_if(r: ThreadRef, cqe: Cqe, claim: impl FnOnce(&mut ThreadInner) -> b
     t.process
         .account()
         .uncharge(Kind::Heap, budget::IN_FLIGHT_HEAP_BYTES);
-    if let RunState::Blocked { min, .. } = ti.state {
-        if available(&ti) >= min as usize {
-            if let Some(h) = ti.wait_timer.take() {
-                timer::cancel(h);
-            }
-            ti.state = RunState::Runnable;
-            let last = ti.last_cpu;
-            drop(ti);
-            cpu::place_woken(&t, last);
-        }
-    }
+    wake_if_ready(&t, ti);
     true
 }

@@ -76,6 +76,12 @@ impl RingPages {
         self.header().cq_tail.store(v, Ordering::Release);
     }
 
+    /// Publishes the header flags (SeqCst: the poller's half of the
+    /// NEED_WAKEUP protocol, abi::ring, fences right after).
+    pub fn set_flags(&self, v: u32) {
+        self.header().flags.store(v, Ordering::SeqCst);
+    }
+
     /// Publishes the overflow count.
     pub fn set_cq_overflow(&self, v: u32) {
         self.header().cq_overflow.store(v, Ordering::Relaxed);

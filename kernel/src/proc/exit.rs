@@ -56,7 +56,7 @@ pub fn exit_process(p: &Arc<Process>, status: ExitStatus) {
 }
 
 /// Marks `t` killed and makes it die as soon as it is off every CPU.
-fn kill_thread(t: &Arc<Thread>, me: usize) {
+pub fn kill_thread(t: &Arc<Thread>, me: usize) {
     let mut ti = t.inner.lock();
     ti.kill = true;
     match ti.state {
@@ -80,12 +80,18 @@ fn kill_thread(t: &Arc<Thread>, me: usize) {
 /// removed (its wait timeout, sleeps, parks and ProcWaits), and the
 /// charges of its operations still in flight come back.
 pub fn thread_died(t: &Arc<Thread>) {
+    if !crate::cap::sqpoll::stop_consumer(t) {
+        // An SQPOLL poller is running one of its SQEs: it runs this death
+        // when it lets go of the ring (cap::sqpoll module doc).
+        return;
+    }
     let (ring, joiner, value, unregister, waits) = {
         let mut ti = t.inner.lock();
         if ti.reaped {
             return;
         }
         ti.reaped = true;
+        crate::cap::sqpoll::forget(t, &mut ti);
         ti.state = RunState::Dead;
         let value = *ti.exit_value.get_or_insert(0);
         let joiner = ti.joiner.take();

@@ -56,10 +56,13 @@ pub fn timer_tick(frame: &mut TrapFrame) {
     let me = arch::cpu_id();
     cpu::cpu(me).armed_tsc.store(0, Ordering::Relaxed);
     switch::run_expired_timers(me);
+    if frame.came_from_user() {
+        // The SQPOLL poller's turn on a CPU busy with user code.
+        crate::cap::sqpoll::tick(me);
+    }
     if cpu::cpu(me).queued.load(Ordering::Relaxed) > 0 {
         cpu::cpu(me).need_resched.store(true, Ordering::Relaxed);
     }
-    let _ = frame;
 }
 
 /// A reschedule IPI arrived: the exit path re-evaluates the queue.

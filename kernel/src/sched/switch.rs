@@ -58,6 +58,7 @@ fn keep_current(t: &Arc<Thread>, frame: &mut TrapFrame, me: usize, c: &CpuSched)
     let mut ti = t.inner.lock();
     match ti.state {
         RunState::Running(cpu) if cpu == me => {
+            crate::cap::sqpoll::apply_pending_tls(&mut ti);
             if ti.kill {
                 ti.state = RunState::Dead;
                 drop(ti);
@@ -154,11 +155,14 @@ pub fn drop_space(me: usize) {
 /// The next thread for this CPU: local queue, then stealing, else idle.
 fn next_thread(me: usize, c: &CpuSched) -> Arc<Thread> {
     loop {
-        if let Some(t) = cpu::pop_local(me) {
+        if let Some(t) = cpu::pop_local(me).or_else(|| cpu::steal(me)) {
+            crate::cap::sqpoll::idle_end(me);
             return t;
         }
-        if let Some(t) = cpu::steal(me) {
-            return t;
+        // Nothing to run: poll the awake SQPOLL rings instead of halting
+        // (one bounded pass, then the queues again).
+        if crate::cap::sqpoll::idle_poll(me) {
+            continue;
         }
         idle_wait(me, c);
     }
@@ -195,10 +199,14 @@ fn arm_timer(me: usize, c: &CpuSched) {
     } else {
         None
     };
-    let deadline = match (slice, timer::earliest(me)) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    // While SQPOLL rings are awake a CPU running user code ticks, so the
+    // poller gets it (cap::sqpoll).
+    let poll = (crate::cap::sqpoll::tick_needed() && !c.idle.load(Ordering::Relaxed))
+        .then(|| now + crate::time::ns_to_tsc(crate::cap::sqpoll::POLL_TICK_NS));
+    let deadline = [slice, timer::earliest(me), poll]
+        .into_iter()
+        .flatten()
+        .min();
     match deadline {
         None => {
             if c.armed_tsc.swap(0, Ordering::Relaxed) != 0 {

@@ -60,6 +60,28 @@ pub struct Joiner {
     pub user_data: u64,
 }
 
+/// Its ring's SQPOLL mode (cap::sqpoll owns the logic).
+#[derive(Clone, Copy, Debug)]
+pub struct SqPollMode {
+    /// Idle time after which the poller stops polling (TSC ticks).
+    pub idle_tsc: u64,
+    /// When the poller last found a new entry (or the ring woke).
+    pub last_active_tsc: u64,
+    /// NEED_WAKEUP published; not polled until a wakeup.
+    pub asleep: bool,
+}
+
+/// A thread's ring counters (RingStats op, RINGSTAT lines).
+#[derive(Default)]
+pub struct RingCounters {
+    /// System calls it made.
+    pub syscalls: AtomicU64,
+    /// Its SQEs the SQPOLL poller consumed.
+    pub polled: AtomicU64,
+    /// Times its sleeping ring was woken by `cap_enter`.
+    pub wakeups: AtomicU64,
+}
+
 /// The mutable part of a thread.
 pub struct ThreadInner {
     /// Run state.
@@ -114,6 +136,13 @@ pub struct ThreadInner {
     pub proc_waits: BTreeMap<u64, alloc::sync::Weak<Process>>,
     /// Next sleep id.
     pub next_sleep_id: u64,
+    /// Its ring's SQPOLL mode; None: its own `cap_enter` consumes the SQ.
+    pub sqpoll: Option<SqPollMode>,
+    /// It was in SQPOLL mode at some point (reported at its death).
+    pub sqpoll_used: bool,
+    /// A SetTls the poller ran while the thread was running on another
+    /// CPU: the base, and the completion that CPU posts once it loaded it.
+    pub tls_pending: Option<(u64, Cqe)>,
 }
 
 /// A thread.
@@ -132,6 +161,10 @@ pub struct Thread {
     pub cpus_ran: AtomicU64,
     /// TSC cycles it spent in user mode.
     pub busy_cycles: AtomicU64,
+    /// Ring counters.
+    pub ring_stats: RingCounters,
+    /// Who may consume its SQ in SQPOLL mode (cap::sqpoll's owner word).
+    pub poll_owner: AtomicU64,
 }
 
 impl Thread {
@@ -255,9 +288,14 @@ pub fn create(
             parks: BTreeSet::new(),
             proc_waits: BTreeMap::new(),
             next_sleep_id: 0,
+            sqpoll: None,
+            sqpoll_used: false,
+            tls_pending: None,
         }),
         cpus_ran: AtomicU64::new(0),
         busy_cycles: AtomicU64::new(0),
+        ring_stats: RingCounters::default(),
+        poll_owner: AtomicU64::new(0),
     });
     // `vacant` named the slot `insert` fills: same table, same lock held.
     let inserted = reg.insert(());

@@ -76,6 +76,10 @@ lock_classes! {
     AddrSpace = "addr-space",
     /// A CPU's cross-CPU request slot.
     SmpWork = "smp-work",
+    /// The SQPOLL poll set (cap/sqpoll.rs).
+    SqpollSet = "sqpoll-set",
+    /// The RINGSTAT table of processes that used SQPOLL.
+    RingStat = "ringstat",
 }
 
 /// How many classes there are.

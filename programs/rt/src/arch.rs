@@ -48,6 +48,11 @@ mod imp {
     /// `cap_enter(min_complete, timeout_ns)`: returns the number of
     /// completions waiting, or a negative error code.
     pub fn cap_enter(min_complete: u64, timeout_ns: u64) -> i64 {
+        cap_enter_flags(min_complete, timeout_ns, 0)
+    }
+
+    /// `cap_enter` with `flags` in rdx (`abi::ring::ENTER_SQ_WAKEUP`).
+    pub fn cap_enter_flags(min_complete: u64, timeout_ns: u64, flags: u64) -> i64 {
         let ret: i64;
         // SAFETY: the system call reads and writes only this thread's ring
         // (hence no `nomem`: the compiler must not cache ring memory across
@@ -58,6 +63,7 @@ mod imp {
                 inlateout("rax") abi::SYS_CAP_ENTER as i64 => ret,
                 in("rdi") min_complete,
                 in("rsi") timeout_ns,
+                in("rdx") flags,
                 lateout("rcx") _,
                 lateout("r11") _,
                 options(nostack),
@@ -105,6 +111,11 @@ mod imp {
 
     /// Host stand-in: there is no kernel.
     pub fn cap_enter(_min_complete: u64, _timeout_ns: u64) -> i64 {
+        abi::error::Error::Invalid.as_result()
+    }
+
+    /// Host stand-in: there is no kernel.
+    pub fn cap_enter_flags(_min_complete: u64, _timeout_ns: u64, _flags: u64) -> i64 {
         abi::error::Error::Invalid.as_result()
     }
 

@@ -127,7 +127,7 @@ pub(crate) fn exit_bare(status: i64) -> ! {
     sqe.args[0] = status as u64;
     for _ in 0..TRIES {
         if ring.push(&sqe) {
-            arch::cap_enter(0, 0);
+            arch::cap_enter_flags(0, 0, abi::ring::ENTER_SQ_WAKEUP);
             break;
         }
         for _ in 0..abi::ring::CQ_ENTRIES {
@@ -135,7 +135,7 @@ pub(crate) fn exit_bare(status: i64) -> ! {
                 break;
             }
         }
-        arch::cap_enter(0, 0);
+        arch::cap_enter_flags(0, 0, abi::ring::ENTER_SQ_WAKEUP);
     }
     arch::die()
 }

@@ -5,10 +5,16 @@
 //! CQE out and publishes `cq_head` (release). Entering the kernel is
 //! [`crate::sys::enter`]. A ring belongs to one thread; nothing here is
 //! safe to share between threads.
+//!
+//! SQPOLL: in that mode the kernel's poller consumes what [`Ring::push`]
+//! publishes; the submitter checks [`Ring::needs_wakeup`] (full fence,
+//! then the NEED_WAKEUP flag) and enters the kernel only when the poller
+//! sleeps ([`crate::sys::submit`] does both; rt's waits spin briefly on
+//! the ring before they enter the kernel, see `sys::ring_enter`).
 
 use abi::ring::{
-    pending, slot, Cqe, RingHeader, Sqe, CQE_BYTES, CQ_ENTRIES, CQ_OFFSET, SQE_BYTES, SQ_ENTRIES,
-    SQ_OFFSET,
+    pending, slot, Cqe, RingHeader, Sqe, CQE_BYTES, CQ_ENTRIES, CQ_OFFSET, RING_FLAG_NEED_WAKEUP,
+    RING_FLAG_SQPOLL, SQE_BYTES, SQ_ENTRIES, SQ_OFFSET,
 };
 use core::sync::atomic::Ordering;
 
@@ -90,6 +96,22 @@ impl Ring {
         }
         h.sq_tail.store(tail.wrapping_add(1), Ordering::Release);
         true
+    }
+
+    /// Whether the kernel consumes this ring in SQPOLL mode (its flag in
+    /// the header; user memory, so only a hint: a ring that is not SQPOLL
+    /// consumes at the next `cap_enter` anyway).
+    pub fn is_sqpoll(&self) -> bool {
+        self.header().flags.load(Ordering::Relaxed) & RING_FLAG_SQPOLL != 0
+    }
+
+    /// The submitter's half of the NEED_WAKEUP protocol (abi::ring): call
+    /// after publishing `sq_tail`. A full fence orders the tail store
+    /// before the flag load; true when the poller sleeps and the caller
+    /// must `cap_enter` with `ENTER_SQ_WAKEUP`.
+    pub fn needs_wakeup(&self) -> bool {
+        core::sync::atomic::fence(Ordering::SeqCst);
+        self.header().flags.load(Ordering::Relaxed) & RING_FLAG_NEED_WAKEUP != 0
     }
 
     /// Takes the oldest completion, if any.

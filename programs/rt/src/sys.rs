@@ -11,7 +11,7 @@ use crate::tls::{self, Tls};
 use abi::caps::SELF_SLOT;
 use abi::error::Error;
 use abi::op::{ExitKind, Op, ParkResult, SpawnArgs};
-use abi::ring::{Cqe, Sqe};
+use abi::ring::{Cqe, Sqe, ENTER_SQ_WAKEUP, SQ_ENTRIES};
 use abi::TIMEOUT_NEVER;
 use core::sync::atomic::AtomicU32;
 
@@ -30,8 +30,69 @@ pub fn sqe(op: Op, cap: u32, args: &[u64]) -> Sqe {
 
 /// `cap_enter(min_complete, timeout_ns)` on the calling thread: the number
 /// of completions waiting in its CQ, or the kernel's error.
+///
+/// On an SQPOLL ring whose poller sleeps (NEED_WAKEUP, read after a full
+/// fence) it also wakes the poller ([`abi::ring::ENTER_SQ_WAKEUP`]).
 pub fn enter(min_complete: u64, timeout_ns: u64) -> Result<u32, Error> {
-    let r = crate::arch::cap_enter(min_complete, timeout_ns);
+    let ring = tls::current().ring();
+    let flags = if ring.needs_wakeup() {
+        ENTER_SQ_WAKEUP
+    } else {
+        0
+    };
+    enter_flags(min_complete, timeout_ns, flags)
+}
+
+/// How long an SQPOLL thread spins on its ring before it enters the
+/// kernel to wait, in TSC cycles (about 40 us at 2.5 GHz). With a poller
+/// on another CPU the completion (or SQ room) usually arrives meanwhile,
+/// and no system call is made at all.
+const SQPOLL_SPIN_CYCLES: u64 = 100_000;
+
+/// The longest an SQPOLL thread with a full SQ sleeps before it looks
+/// again (1 ms): it waits for one more completion, which the poller
+/// produces while consuming, but some submissions complete much later.
+const SQ_FULL_WAIT_NS: u64 = 1_000_000;
+
+/// The ring client's way into the kernel ([`crate::stash`], waits): on a
+/// ring in SQPOLL mode whose poller is awake, spin a little for what the
+/// caller waits for (`min_complete` completions, or SQ room when it is 0)
+/// before making a system call; when the SQ is full, block until one more
+/// completion (at most [`SQ_FULL_WAIT_NS`]) instead of returning at once,
+/// so that the poller gets this CPU when it has only one.
+fn ring_enter(min_complete: u64, timeout_ns: u64) -> Result<u32, Error> {
+    let ring = tls::current().ring();
+    if !ring.is_sqpoll() {
+        return enter(min_complete, timeout_ns);
+    }
+    let done = |r: &crate::ring::Ring| {
+        let ready = r.cq_ready().unwrap_or(0);
+        let ok = if min_complete == 0 {
+            r.sq_pending().is_some_and(|n| n < SQ_ENTRIES)
+        } else {
+            u64::from(ready) >= min_complete
+        };
+        ok.then_some(ready)
+    };
+    if !ring.needs_wakeup() {
+        let t0 = crate::arch::rdtsc();
+        while crate::arch::rdtsc().wrapping_sub(t0) < SQPOLL_SPIN_CYCLES {
+            if let Some(ready) = done(&ring) {
+                return Ok(ready);
+            }
+            core::hint::spin_loop();
+        }
+    }
+    if min_complete == 0 && done(&ring).is_none() {
+        let held = u64::from(ring.cq_ready().unwrap_or(0));
+        return enter(held + 1, SQ_FULL_WAIT_NS);
+    }
+    enter(min_complete, timeout_ns)
+}
+
+/// `cap_enter` with explicit `flags` (rdx).
+pub fn enter_flags(min_complete: u64, timeout_ns: u64, flags: u64) -> Result<u32, Error> {
+    let r = crate::arch::cap_enter_flags(min_complete, timeout_ns, flags);
     if r < 0 {
         return Err(Error::from_result(r).unwrap_or(Error::Invalid));
     }
@@ -52,15 +113,20 @@ pub fn check(c: &Cqe) -> Result<i64, Error> {
 fn push(tls: &Tls, mut s: Sqe) -> Result<u64, Error> {
     let token = tls.fresh_user_data();
     s.user_data = token;
-    tls.with_stash(|st| crate::stash::push(&tls.ring(), st, &s, enter))?;
+    tls.with_stash(|st| crate::stash::push(&tls.ring(), st, &s, ring_enter))?;
     Ok(token)
 }
 
 /// Publishes `s` and lets the kernel consume it, without waiting for its
-/// completion. Returns its token for [`wait_for`].
+/// completion. Returns its token for [`wait_for`]. On an SQPOLL ring this
+/// makes no system call unless the poller sleeps (NEED_WAKEUP).
 pub fn submit(s: Sqe) -> Result<u64, Error> {
-    let token = push(tls::current(), s)?;
-    enter(0, 0)?;
+    let tls = tls::current();
+    let token = push(tls, s)?;
+    let ring = tls.ring();
+    if !ring.is_sqpoll() || ring.needs_wakeup() {
+        enter(0, 0)?;
+    }
     Ok(token)
 }
 
@@ -69,7 +135,7 @@ pub fn submit(s: Sqe) -> Result<u64, Error> {
 /// the CQ are full of completions nobody collected).
 pub fn wait_for(token: u64) -> Cqe {
     let tls = tls::current();
-    tls.with_stash(|st| crate::stash::wait_for(&tls.ring(), st, token, enter))
+    tls.with_stash(|st| crate::stash::wait_for(&tls.ring(), st, token, ring_enter))
 }
 
 /// The next completion of any submission (stashed ones first, oldest
@@ -83,7 +149,7 @@ pub fn next_completion() -> Cqe {
         if let Some(c) = tls.ring().pop() {
             return c;
         }
-        if let Err(e) = enter(1, TIMEOUT_NEVER) {
+        if let Err(e) = ring_enter(1, TIMEOUT_NEVER) {
             return Cqe {
                 user_data: 0,
                 result: e.as_result(),
@@ -168,6 +234,53 @@ pub fn exit(status: i64) -> ! {
 pub fn thread_spawn(entry: u64, stack_top: u64, arg: u64, tls: u64) -> Result<(u32, u64), Error> {
     let c = call_ok(Op::ThreadSpawn, SELF_SLOT, &[entry, stack_top, arg, tls])?;
     Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::ThreadSpawn with ring setup flags (`abi::ring::RING_SETUP_SQPOLL`)
+/// and the SQPOLL idle time in ns (0 = default).
+pub fn thread_spawn_ring(
+    entry: u64,
+    stack_top: u64,
+    arg: u64,
+    tls: u64,
+    ring_flags: u64,
+    sq_idle_ns: u64,
+) -> Result<(u32, u64), Error> {
+    let c = call_ok(
+        Op::ThreadSpawn,
+        SELF_SLOT,
+        &[entry, stack_top, arg, tls, ring_flags, sq_idle_ns],
+    )?;
+    Ok((slot_of(c.result)?, c.value0))
+}
+
+/// Op::RingMode: the calling thread's ring becomes SQPOLL (`flags` =
+/// `abi::ring::RING_SETUP_SQPOLL`, idle time `sq_idle_ns`, 0 = default) or
+/// goes back to `cap_enter` consumption (`flags` = 0).
+pub fn ring_mode(flags: u64, sq_idle_ns: u64) -> Result<(), Error> {
+    call_ok(Op::RingMode, SELF_SLOT, &[flags, sq_idle_ns]).map(drop)
+}
+
+/// Ring counters of a thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingStats {
+    /// System calls it made.
+    pub syscalls: u64,
+    /// Its submissions the SQPOLL poller consumed.
+    pub polled: u64,
+    /// Times its sleeping poller was woken.
+    pub wakeups: u64,
+}
+
+/// Op::RingStats on `cap` (`SELF_SLOT` for the calling thread, or a
+/// thread handle).
+pub fn ring_stats(cap: u32) -> Result<RingStats, Error> {
+    let c = call_ok(Op::RingStats, cap, &[])?;
+    Ok(RingStats {
+        syscalls: c.result as u64,
+        polled: c.value0,
+        wakeups: c.value1,
+    })
 }
 
 /// Op::ThreadJoin: the thread's exit value.

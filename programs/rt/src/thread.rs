@@ -52,6 +52,22 @@ pub fn spawn_with_stack<F>(stack_bytes: u64, f: F) -> Result<Thread, Error>
 where
     F: FnOnce() -> i64 + Send + 'static,
 {
+    spawn_with_ring(stack_bytes, 0, 0, f)
+}
+
+/// Like [`spawn_with_stack`], with ring setup flags for the new thread's
+/// ring (`abi::ring::RING_SETUP_SQPOLL`) and its SQPOLL idle time in ns
+/// (0 = the default): an SQPOLL thread's first submission is already
+/// consumed by the kernel's poller.
+pub fn spawn_with_ring<F>(
+    stack_bytes: u64,
+    ring_flags: u64,
+    sq_idle_ns: u64,
+    f: F,
+) -> Result<Thread, Error>
+where
+    F: FnOnce() -> i64 + Send + 'static,
+{
     let stack_bytes = stack_bytes.max(PAGE_SIZE).next_multiple_of(PAGE_SIZE);
     let closure_off =
         core::mem::size_of::<Tls>().next_multiple_of(core::mem::align_of::<F>().max(16));
@@ -76,7 +92,7 @@ where
     tls.start
         .set(Some((run_closure::<F>, closure_addr as usize)));
     let entry = crate::arch::thread_trampoline();
-    match sys::thread_spawn(entry, tls_addr, tls_addr, tls_addr) {
+    match sys::thread_spawn_ring(entry, tls_addr, tls_addr, tls_addr, ring_flags, sq_idle_ns) {
         Ok((slot, tid)) => Ok(Thread {
             slot,
             tid,

@@ -152,7 +152,8 @@ pub(crate) fn init_main(ring: usize) {
         ..Sqe::default()
     };
     sqe.args[0] = tls as *const Tls as u64;
-    let ok = r.push(&sqe) && crate::arch::cap_enter(1, abi::TIMEOUT_NEVER) >= 1;
+    let ok = r.push(&sqe)
+        && crate::arch::cap_enter_flags(1, abi::TIMEOUT_NEVER, abi::ring::ENTER_SQ_WAKEUP) >= 1;
     match r.pop() {
         Some(c) if ok && c.result == 0 => {}
         _ => {
@@ -163,7 +164,7 @@ pub(crate) fn init_main(ring: usize) {
             };
             exit.args[0] = crate::BAD_STARTUP_STATUS as u64;
             r.push(&exit);
-            crate::arch::cap_enter(1, abi::TIMEOUT_NEVER);
+            crate::arch::cap_enter_flags(1, abi::TIMEOUT_NEVER, abi::ring::ENTER_SQ_WAKEUP);
             crate::arch::die();
         }
     }

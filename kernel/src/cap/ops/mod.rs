@@ -26,6 +26,9 @@ pub enum Outcome {
     Later,
     /// The calling thread ends; it never returns to user mode.
     Gone,
+    /// Completes without being counted in flight: the thread's own CPU
+    /// posts the completion (a SetTls the poller handed over, cap::sqpoll).
+    Deferred,
 }
 
 /// A completion for `sqe` with `result` and two values.
@@ -72,7 +75,10 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
         (Op::ThreadJoin, Cap::Thread(r)) => thread::join(t, sqe, *r),
         (Op::ThreadExit, Cap::SelfProcess) => thread::exit(t, sqe),
         (Op::CpuRecord, Cap::Thread(r)) => thread::cpu_record(sqe, *r),
-        (Op::SetTls, Cap::SelfProcess) => thread::set_tls(sqe),
+        (Op::SetTls, Cap::SelfProcess) => thread::set_tls(t, sqe),
+        (Op::RingMode, Cap::SelfProcess) => super::sqpoll::ring_mode(t, sqe),
+        (Op::RingStats, Cap::SelfProcess) => super::sqpoll::stats(sqe, t),
+        (Op::RingStats, Cap::Thread(r)) => super::sqpoll::stats_of(sqe, *r),
         (Op::Park, Cap::SelfProcess) => super::park::park(t, sqe),
         (Op::Unpark, Cap::SelfProcess) => super::park::unpark(t, sqe),
         (Op::MemMap, Cap::SelfProcess) => mem::map(t, sqe),

@@ -25,6 +25,8 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let entry = user_addr(sqe.args[0])?;
     let stack = user_addr(sqe.args[1])?;
     let tls = user_addr(sqe.args[3])?;
+    let (ring_flags, sq_idle_ns) = (sqe.args[4], sqe.args[5]);
+    crate::cap::sqpoll::check_setup(ring_flags, sq_idle_ns)?;
     let p = &t.process;
     if p.inner.lock().exiting.is_some() {
         return Err(Error::Stale);
@@ -34,6 +36,17 @@ pub fn spawn(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     frame.rdi = sqe.args[2];
     frame.rsi = ring_addr;
     let child = crate::proc::spawn::new_thread(p, ring_addr, frame, tls)?;
+    if ring_flags != 0 {
+        let set = {
+            let mut ci = child.inner.lock();
+            crate::cap::sqpoll::set_mode(&child, &mut ci, ring_flags, sq_idle_ns)
+        };
+        if let Err(e) = set {
+            child.inner.lock().kill = true;
+            crate::proc::spawn::start_thread(child);
+            return Err(e);
+        }
+    }
     child.inner.lock().handle_open = true;
     let Ok(slot) = p.insert_cap(Cap::Thread(child.tref)) else {
         child.inner.lock().handle_open = false;
@@ -92,9 +105,15 @@ pub fn cpu_record(sqe: &Sqe, r: ThreadRef) -> Result<Outcome, Error> {
     ))
 }
 
-/// SetTls(base): the caller's FS base, effective at once.
-pub fn set_tls(sqe: &Sqe) -> Result<Outcome, Error> {
+/// SetTls(base): the caller's FS base, effective at once. From an
+/// SQPOLL poller on a CPU where another thread runs, the base goes to the
+/// thread's saved context or its own CPU (cap::sqpoll::set_tls_remote).
+pub fn set_tls(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     let base = user_addr(sqe.args[0])?;
+    let here = crate::sched::current().is_some_and(|c| Arc::ptr_eq(&c, t));
+    if !here {
+        return crate::cap::sqpoll::set_tls_remote(t, base, sqe);
+    }
     crate::arch::set_fs_base(base);
     Ok(done(sqe, 0, 0, 0))
 }

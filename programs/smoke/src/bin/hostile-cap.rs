@@ -61,7 +61,7 @@ const STEPS: [smoke::Step; 6] = [
 ];
 
 /// Every opcode but Nop, with the kinds it accepts.
-const OPS: [(Op, &[CapKind]); 20] = [
+const OPS: [(Op, &[CapKind]); 22] = [
     (Op::ConsoleWrite, &[CapKind::Console]),
     (Op::TimerNow, &[CapKind::Timer]),
     (Op::TimerSleep, &[CapKind::Timer]),
@@ -92,6 +92,8 @@ const OPS: [(Op, &[CapKind]); 20] = [
     (Op::MemUnmap, &[CapKind::SelfProcess]),
     (Op::MemStats, &[CapKind::SelfProcess]),
     (Op::SetTls, &[CapKind::SelfProcess]),
+    (Op::RingMode, &[CapKind::SelfProcess]),
+    (Op::RingStats, &[CapKind::SelfProcess, CapKind::Thread]),
 ];
 
 /// The opcode's name for failure reasons (its Debug form, so that new

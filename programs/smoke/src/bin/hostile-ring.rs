@@ -10,7 +10,7 @@
 //!   behind): `cap_enter` returns without blocking, and submissions made
 //!   meanwhile all complete once the head is honest again, in order;
 //! - garbage in the header's other fields (`sq_entries`, `cq_entries`,
-//!   `cq_overflow`, `reserved`): ignored by the kernel;
+//!   `cq_overflow`, `flags`): ignored by the kernel;
 //! - garbage opcodes (with garbage slots and arguments), a whole SQ of
 //!   them: `BadOpcode` each; valid opcodes on garbage slots: `BadSlot`; a
 //!   Nop with garbage everywhere completes;
@@ -193,12 +193,12 @@ fn header_garbage(ring: &Ring) -> Result<(), Fail> {
         h.cq_overflow.load(Ordering::Relaxed),
         h.sq_entries.load(Ordering::Relaxed),
         h.cq_entries.load(Ordering::Relaxed),
-        h.reserved.load(Ordering::Relaxed),
+        h.flags.load(Ordering::Relaxed),
     ];
     h.cq_overflow.store(0xdead_beef, Ordering::Relaxed);
     h.sq_entries.store(0, Ordering::Relaxed);
     h.cq_entries.store(u32::MAX, Ordering::Relaxed);
-    h.reserved.store(u32::MAX, Ordering::Relaxed);
+    h.flags.store(u32::MAX, Ordering::Relaxed);
     let mut ok = 0;
     for _ in 0..100 {
         if sys::nop(0).is_ok() {
@@ -208,7 +208,7 @@ fn header_garbage(ring: &Ring) -> Result<(), Fail> {
     h.cq_overflow.store(saved[0], Ordering::Relaxed);
     h.sq_entries.store(saved[1], Ordering::Relaxed);
     h.cq_entries.store(saved[2], Ordering::Relaxed);
-    h.reserved.store(saved[3], Ordering::Relaxed);
+    h.flags.store(saved[3], Ordering::Relaxed);
     ensure!(
         ok == 100,
         "with a garbage header only {} of 100 nops worked",
