@@ -81,7 +81,7 @@ pub fn test_command(opts: &TestOpts) -> Result<u8> {
         let (accel, methods, timeout) = match redirect {
             Some(kvm_timeout) => {
                 eprintln!(
-                    "harness: {name} pins [kernel] apic={} timer={}: booting it under KVM (pvh, -smp {PINNED_KVM_SMP}), since TCG offers no x2APIC or TSC-deadline timer",
+                    "harness: {name} pins [kernel] apic={} timer={}: booting it under KVM (pvh, -smp {PINNED_KVM_SMP}), since this QEMU's TCG lacks the pinned mode (no TCG has TSC-deadline; x2APIC needs QEMU 8.1)",
                     kernel.apic, kernel.timer
                 );
                 (Accel::Kvm, vec![BootMethod::Pvh], kvm_timeout)
