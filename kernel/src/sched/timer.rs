@@ -14,7 +14,11 @@
 //! event at a time, outside the heap lock.
 //!
 //! Lock order: a thread's lock (or a park bucket's) may be held while
-//! adding or cancelling; the heap lock is innermost.
+//! adding or cancelling; then a heap lock, then a cancel inbox (the owner
+//! drains its inbox under its heap lock; a remote cancel takes the inbox
+//! alone).
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use klib::timer_heap::{TimerHeap, TimerKey};
 
@@ -59,29 +63,115 @@ static TIMERS: [CachePadded<TimerLock>; MAX_CPUS] = [NEW; MAX_CPUS];
 
 type TimerLock = IrqMutex<TimerHeap<TimerEvent>, crate::sync::class::TimerHeap>;
 
+/// Each CPU's earliest deadline (`u64::MAX`: none), stored under its
+/// heap lock after every change. The owner reads it without the lock on
+/// every switch ([`earliest`], and [`pop_expired`] when nothing is due),
+/// so a remote cancel (a waker ending a wait armed on this CPU) rarely
+/// finds the lock held. Only the owner adds, so the owner never reads a
+/// value later than its own earliest timer; a remote cancel can leave an
+/// earlier one behind for a moment, which costs one early, empty wakeup.
+static EARLIEST: [CachePadded<AtomicU64>; MAX_CPUS] =
+    [const { CachePadded(AtomicU64::new(u64::MAX)) }; MAX_CPUS];
+
+/// Publishes `heap`'s earliest deadline for `cpu` (its lock held).
+fn publish(cpu: usize, heap: &TimerHeap<TimerEvent>) {
+    EARLIEST[cpu].store(heap.earliest().unwrap_or(u64::MAX), Ordering::Release);
+}
+
 /// Adds a timer on this CPU.
 pub fn add(deadline_tsc: u64, event: TimerEvent) -> TimerHandle {
     let cpu = crate::arch::cpu_id();
-    let key = TIMERS[cpu].lock().insert(deadline_tsc, event);
+    let mut heap = TIMERS[cpu].lock();
+    drain(cpu, &mut heap);
+    let key = heap.insert(deadline_tsc, event);
+    publish(cpu, &heap);
     TimerHandle { cpu, key }
 }
 
-/// Cancels a timer; false if it already fired or was cancelled.
-pub fn cancel(h: TimerHandle) -> bool {
-    TIMERS[h.cpu].lock().cancel(h.key).is_some()
+/// Cancelled keys waiting for their heap's owner: a remote cancel that
+/// finds the heap lock held leaves its key here instead of waiting.
+struct Inbox {
+    keys: [Option<TimerKey>; INBOX_SLOTS],
+    len: usize,
 }
 
-/// The earliest deadline on `cpu`, if any.
+/// Keys one CPU's inbox holds; a cancel that finds it full takes the heap
+/// lock and waits.
+const INBOX_SLOTS: usize = 32;
+
+type InboxLock = IrqMutex<Inbox, crate::sync::class::TimerInbox>;
+
+static INBOX: [CachePadded<InboxLock>; MAX_CPUS] = [const {
+    CachePadded(IrqMutex::new(Inbox {
+        keys: [None; INBOX_SLOTS],
+        len: 0,
+    }))
+}; MAX_CPUS];
+
+/// Cancels the keys waiting in `cpu`'s inbox (its heap lock held).
+fn drain(cpu: usize, heap: &mut TimerHeap<TimerEvent>) {
+    let mut inbox = INBOX[cpu].lock();
+    let n = inbox.len;
+    for k in inbox.keys[..n].iter_mut() {
+        if let Some(key) = k.take() {
+            heap.cancel(key);
+        }
+    }
+    inbox.len = 0;
+}
+
+/// Cancels a timer (nothing if it already fired or was cancelled). Its
+/// own CPU's heap is changed at once. Another CPU's heap (a waker ending
+/// a wait armed there) is changed at once if its lock is free; if the
+/// owner holds it, the key goes to the owner's inbox, which the owner
+/// empties under its heap lock before it next adds or pops a timer, so a
+/// waker never spins on another CPU's heap. An event that fires before
+/// its cancel is applied is harmless: every handler checks that its wait
+/// still exists (`post_if`, the wait's sequence number, the park entry).
+pub fn cancel(h: TimerHandle) {
+    if h.cpu != crate::arch::cpu_id() {
+        if let Some(mut heap) = TIMERS[h.cpu].try_lock() {
+            heap.cancel(h.key);
+            publish(h.cpu, &heap);
+            return;
+        }
+        let mut inbox = INBOX[h.cpu].lock();
+        if inbox.len < INBOX_SLOTS {
+            let i = inbox.len;
+            inbox.keys[i] = Some(h.key);
+            inbox.len += 1;
+            return;
+        }
+    }
+    let mut heap = TIMERS[h.cpu].lock();
+    drain(h.cpu, &mut heap);
+    heap.cancel(h.key);
+    publish(h.cpu, &heap);
+}
+
+/// The earliest deadline on `cpu`, if any (read without its lock).
 pub fn earliest(cpu: usize) -> Option<u64> {
-    TIMERS[cpu].lock().earliest()
+    let t = EARLIEST[cpu].load(Ordering::Acquire);
+    (t != u64::MAX).then_some(t)
 }
 
-/// Removes and returns one event on `cpu` due at `now_tsc`.
+/// Removes and returns one event on `cpu` due at `now_tsc`; takes the
+/// lock only when something may be due.
 pub fn pop_expired(cpu: usize, now_tsc: u64) -> Option<TimerEvent> {
-    TIMERS[cpu].lock().pop_due(now_tsc).map(|(_, ev)| ev)
+    if EARLIEST[cpu].load(Ordering::Acquire) > now_tsc {
+        return None;
+    }
+    let mut heap = TIMERS[cpu].lock();
+    drain(cpu, &mut heap);
+    let ev = heap.pop_due(now_tsc).map(|(_, ev)| ev);
+    publish(cpu, &heap);
+    ev
 }
 
 /// Timers pending on `cpu` (for the end-of-scenario memory check).
 pub fn pending(cpu: usize) -> usize {
-    TIMERS[cpu].lock().len()
+    let mut heap = TIMERS[cpu].lock();
+    drain(cpu, &mut heap);
+    publish(cpu, &heap);
+    heap.len()
 }

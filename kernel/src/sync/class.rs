@@ -72,6 +72,8 @@ lock_classes! {
     CpuSpace = "cpu-space",
     /// A CPU's timer heap.
     TimerHeap = "timer-heap",
+    /// A CPU's inbox of timers other CPUs cancelled.
+    TimerInbox = "timer-inbox",
     /// An address space (page tables, regions).
     AddrSpace = "addr-space",
     /// A CPU's cross-CPU request slot.
