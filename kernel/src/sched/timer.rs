@@ -88,8 +88,8 @@ pub fn add(deadline_tsc: u64, event: TimerEvent) -> TimerHandle {
     TimerHandle { cpu, key }
 }
 
-/// Cancelled keys waiting for their heap's owner: a remote cancel that
-/// finds the heap lock held leaves its key here instead of waiting.
+/// Cancelled keys waiting for their heap's owner: a remote cancel leaves
+/// its key here instead of taking the heap lock.
 struct Inbox {
     keys: [Option<TimerKey>; INBOX_SLOTS],
     len: usize,
@@ -97,7 +97,7 @@ struct Inbox {
 
 /// Keys one CPU's inbox holds; a cancel that finds it full takes the heap
 /// lock and waits.
-const INBOX_SLOTS: usize = 32;
+const INBOX_SLOTS: usize = 64;
 
 type InboxLock = IrqMutex<Inbox, crate::sync::class::TimerInbox>;
 
@@ -121,20 +121,15 @@ fn drain(cpu: usize, heap: &mut TimerHeap<TimerEvent>) {
 }
 
 /// Cancels a timer (nothing if it already fired or was cancelled). Its
-/// own CPU's heap is changed at once. Another CPU's heap (a waker ending
-/// a wait armed there) is changed at once if its lock is free; if the
-/// owner holds it, the key goes to the owner's inbox, which the owner
-/// empties under its heap lock before it next adds or pops a timer, so a
-/// waker never spins on another CPU's heap. An event that fires before
+/// own CPU's heap is changed at once. For another CPU's heap (a waker
+/// ending a wait armed there) the key goes to the owner's inbox, which
+/// the owner empties under its heap lock before it next adds or pops a
+/// timer: only the owner takes its heap lock (unless the inbox is full),
+/// so a waker never spins on it and the owner never waits for a waker. An event that fires before
 /// its cancel is applied is harmless: every handler checks that its wait
 /// still exists (`post_if`, the wait's sequence number, the park entry).
 pub fn cancel(h: TimerHandle) {
     if h.cpu != crate::arch::cpu_id() {
-        if let Some(mut heap) = TIMERS[h.cpu].try_lock() {
-            heap.cancel(h.key);
-            publish(h.cpu, &heap);
-            return;
-        }
         let mut inbox = INBOX[h.cpu].lock();
         if inbox.len < INBOX_SLOTS {
             let i = inbox.len;
