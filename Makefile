@@ -22,7 +22,7 @@ REPEAT ?= 3
 SMP_LIST ?= 1 2 4
 SMOKE_SMP ?= 1 2 4
 # Extra CPU counts for single smokes (the SMP bring-up smoke also runs at 8).
-SMOKE_EXTRA ?= smoke-smp=8
+SMOKE_EXTRA ?= smoke-smp=8;smoke-apic-x2apic=8;smoke-apic-xapic=8
 TIMEOUT ?=
 # make soak: boots per manifest and CPU count, the CPU counts, the manifests.
 SOAK_RUNS ?= 20
