@@ -113,7 +113,18 @@ pub enum Op {
     /// calls made, value0 = SQEs the SQPOLL poller consumed, value1 =
     /// poller wakeups (a sleeping ring woken by `cap_enter`).
     RingStats = 28,
+    /// stats: lock statistics. `args[0]` = [`LOCKSTAT_RESET`]: zero every
+    /// lock counter of every CPU; [`LOCKSTAT_PRINT`]: print the counters
+    /// as `LOCKSTAT ... section=timed run=<args[1]>` lines. result 0;
+    /// `BadOpcode` when the kernel was built without lock statistics
+    /// (feature `lockstat`); `Invalid` for another `args[0]`.
+    LockStat = 30,
 }
+
+/// [`Op::LockStat`] `args[0]`: zero every lock counter.
+pub const LOCKSTAT_RESET: u64 = 0;
+/// [`Op::LockStat`] `args[0]`: print the counters as timed-section lines.
+pub const LOCKSTAT_PRINT: u64 = 1;
 
 /// Largest single console write.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -128,7 +139,7 @@ impl Op {
     /// Decodes a raw opcode.
     pub fn from_raw(raw: u32) -> Option<Op> {
         use Op::*;
-        const ALL: [Op; 29] = [
+        const ALL: [Op; 30] = [
             Nop,
             ConsoleWrite,
             TimerNow,
@@ -158,6 +169,7 @@ impl Op {
             MemObjInfo,
             RingMode,
             RingStats,
+            LockStat,
         ];
         ALL.into_iter().find(|o| *o as u32 == raw)
     }
@@ -258,6 +270,8 @@ mod tests {
         assert_eq!(Op::from_raw(27), Some(Op::RingMode));
         assert_eq!(Op::from_raw(28), Some(Op::RingStats));
         assert_eq!(Op::from_raw(29), None);
+        assert_eq!(Op::from_raw(30), Some(Op::LockStat));
+        assert_eq!(Op::from_raw(31), None);
         assert_eq!(Op::from_raw(u32::MAX), None);
     }
 

@@ -7,7 +7,9 @@
 //! acquisitions made while a CPU may run without its per-CPU block (boot,
 //! AP bring-up) count in row 0 with the same relaxed atomics. A `LOCKSTAT`
 //! line sums the rows. Without the feature, [`record`] is empty and
-//! [`print`] prints nothing.
+//! [`print`] prints nothing. `Op::LockStat` (cap::ops::io) lets a program
+//! holding the stats capability zero the counters ([`reset`]) and print
+//! them ([`print_timed`]) around its timed section.
 
 #[cfg(feature = "lockstat")]
 mod on {
@@ -68,10 +70,15 @@ mod on {
         }
     }
 
-    pub fn print() {
+    pub fn print(timed_run: Option<u64>) {
         for (i, name) in NAMES.iter().enumerate() {
             let (a, c, s) = totals(i);
-            kprintln!("LOCKSTAT name={name} acquires={a} contended={c} spins={s}");
+            match timed_run {
+                None => kprintln!("LOCKSTAT name={name} acquires={a} contended={c} spins={s}"),
+                Some(run) => kprintln!(
+                    "LOCKSTAT name={name} acquires={a} contended={c} spins={s} section=timed run={run}"
+                ),
+            }
         }
     }
 }
@@ -86,10 +93,13 @@ pub fn record<C: super::LockClass>(contended: bool, spins: u64) {
     let _ = (contended, spins);
 }
 
+/// Whether lock statistics are built in (feature `lockstat`).
+pub const ENABLED: bool = cfg!(feature = "lockstat");
+
 /// Zeroes every counter (for a caller that wants one section's figures,
-/// e.g. a benchmark's timed section). Racy against concurrent counting by
-/// design: counts made during the reset may survive it.
-#[allow(dead_code)]
+/// e.g. a benchmark's timed section, through `Op::LockStat`). Racy against
+/// concurrent counting by design: counts made during the reset may survive
+/// it.
 pub fn reset() {
     #[cfg(feature = "lockstat")]
     on::reset();
@@ -99,5 +109,15 @@ pub fn reset() {
 /// line per class (CONTRACTS.md section 4); nothing without the feature.
 pub fn print() {
     #[cfg(feature = "lockstat")]
-    on::print();
+    on::print(None);
+}
+
+/// The same lines for a program's timed section (`Op::LockStat`), with the
+/// trailing fields ` section=timed run=<run>`; nothing without the
+/// feature. Bounded: one line per lock class.
+pub fn print_timed(run: u64) {
+    #[cfg(feature = "lockstat")]
+    on::print(Some(run));
+    #[cfg(not(feature = "lockstat"))]
+    let _ = run;
 }

@@ -10,7 +10,7 @@ use crate::report::{self, BusyList, Failure, WorkerResult};
 use crate::worker::{self, Job, Mix, STACK_BYTES};
 use abi::caps::CapKind;
 use abi::manifest::WORKERS_MAX;
-use abi::op::{ExitKind, Op};
+use abi::op::{ExitKind, Op, LOCKSTAT_PRINT, LOCKSTAT_RESET};
 use abi::TIMEOUT_NEVER;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use ringbench::status;
@@ -122,6 +122,20 @@ fn read_busy(env: &Env, out: &mut [u64; MAX_CPUS]) -> Result<usize, RunError> {
     Ok(reported.clamp(1, n))
 }
 
+/// LockStat `cmd` on the stats capability for run `k`: the kernel's lock
+/// counters zeroed right before the timed section and printed right after
+/// it (`LOCKSTAT ... section=timed run=k`). Nothing without a stats
+/// capability, or from a kernel built without lock statistics.
+fn lockstat(env: &Env, cmd: u64, k: u64) -> Result<(), RunError> {
+    let Some(stats) = env.stats else {
+        return Ok(());
+    };
+    match sys::lockstat(stats, cmd, k) {
+        Ok(()) | Err(Error::BadOpcode) => Ok(()),
+        Err(e) => Err(("lockstat", e)),
+    }
+}
+
 /// Prints the WORKER lines and the SCALE line (and a line per failed
 /// worker); whether every worker counted exactly its operations.
 fn report(
@@ -226,6 +240,7 @@ fn run_processes(cfg: &Config, env: &Env, k: u64) -> Result<bool, RunError> {
     );
     let ncpu = read_busy(env, &mut busy0)?;
 
+    lockstat(env, LOCKSTAT_RESET, k)?;
     let t0 = rdtsc();
     for (i, child) in children.iter_mut().enumerate().take(w) {
         let idx = num(i as u64);
@@ -271,6 +286,7 @@ fn run_processes(cfg: &Config, env: &Env, k: u64) -> Result<bool, RunError> {
     }
     let t1 = rdtsc();
     read_busy(env, &mut busy1)?;
+    lockstat(env, LOCKSTAT_PRINT, k)?;
 
     for (i, child) in children.iter_mut().enumerate().take(w) {
         if let Some(ch) = child.take() {
@@ -382,6 +398,7 @@ fn run_threads_in(cfg: &Config, env: &Env, k: u64, slots: usize) -> Result<bool,
     }
     let ncpu = read_busy(env, &mut busy0)?;
 
+    lockstat(env, LOCKSTAT_RESET, k)?;
     let t0 = rdtsc();
     GATE.store(1, Ordering::Release);
     sys::unpark(&GATE, 2 * w as u64).map_err(|e| ("unpark", e))?;
@@ -410,6 +427,7 @@ fn run_threads_in(cfg: &Config, env: &Env, k: u64, slots: usize) -> Result<bool,
     }
     let t1 = rdtsc();
     read_busy(env, &mut busy1)?;
+    lockstat(env, LOCKSTAT_PRINT, k)?;
 
     for i in 0..w {
         if results[i].failure.is_none() {

@@ -323,6 +323,14 @@ pub fn stats_busy(cap: u32, busy: &mut [u64]) -> Result<(usize, u64), Error> {
     Ok((c.result as usize, c.value0))
 }
 
+/// Op::LockStat on the stats capability: `cmd` = [`abi::op::LOCKSTAT_RESET`]
+/// zeroes the kernel's lock counters, [`abi::op::LOCKSTAT_PRINT`] prints
+/// them as `LOCKSTAT ... section=timed run=<run>` lines. `BadOpcode` from
+/// a kernel built without lock statistics.
+pub fn lockstat(cap: u32, cmd: u64, run: u64) -> Result<(), Error> {
+    call_ok(Op::LockStat, cap, &[cmd, run]).map(drop)
+}
+
 /// Op::CpuRecord: (mask of CPUs run on, user-busy cycles).
 pub fn cpu_record(cap: u32) -> Result<(u64, u64), Error> {
     call_ok(Op::CpuRecord, cap, &[]).map(|c| (c.value0, c.value1))

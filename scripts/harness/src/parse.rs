@@ -38,7 +38,8 @@ pub struct ScaleLine {
     pub ring: bool,
 }
 
-/// One `LOCKSTAT` line: a kernel lock's counters over the whole scenario.
+/// One `LOCKSTAT` line: a kernel lock's counters over the whole scenario,
+/// or (`section=timed run=<k>`) over timed run k alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockStat {
     /// The lock's name.
@@ -49,6 +50,10 @@ pub struct LockStat {
     pub contended: u64,
     /// Spin iterations while waiting.
     pub spins: u64,
+    /// `Some(k)` for a timed-section line (`section=timed run=k`, printed
+    /// by the workload through Op::LockStat); `None` for the end-of-scenario
+    /// line.
+    pub timed_run: Option<u32>,
 }
 
 /// One `WORKER` line.
@@ -197,6 +202,23 @@ impl BootLog {
         }
         log
     }
+
+    /// The LOCKSTAT lines to judge: the timed-section lines when the log
+    /// has any (the counters of the timed runs alone), else every line (the
+    /// whole scenario, from a workload that could not reset the counters).
+    /// The flag says which.
+    pub fn judged_lockstats(&self) -> (Vec<&LockStat>, bool) {
+        let timed: Vec<&LockStat> = self
+            .lockstats
+            .iter()
+            .filter(|l| l.timed_run.is_some())
+            .collect();
+        if timed.is_empty() {
+            (self.lockstats.iter().collect(), false)
+        } else {
+            (timed, true)
+        }
+    }
 }
 
 /// Removes ANSI escape sequences and control characters, and trims.
@@ -326,6 +348,11 @@ fn parse_lockstat(rest: &str) -> Option<LockStat> {
         acquires: num(&f, "acquires")?,
         contended: num(&f, "contended")?,
         spins: num(&f, "spins")?,
+        timed_run: match f.get("section") {
+            None => None,
+            Some(&"timed") => Some(num(&f, "run")?),
+            Some(_) => return None,
+        },
     };
     (s.contended <= s.acquires).then_some(s)
 }
@@ -488,12 +515,36 @@ pub mod tests {
                 name: "registry".into(),
                 acquires: 1000,
                 contended: 3,
-                spins: 40
+                spins: 40,
+                timed_run: None,
             }]
         );
         assert_eq!(log.malformed.len(), 2, "{:?}", log.malformed);
+        let (judged, timed) = log.judged_lockstats();
+        assert!(!timed);
+        assert_eq!(judged.len(), 1);
         let primes = good_log(1, 1, "thread", 5.0);
         assert!(!BootLog::parse(primes.lines()).runs[0].scale.ring);
+    }
+
+    #[test]
+    fn timed_lockstat_lines_win_over_the_whole_scenario() {
+        let text = "LOCKSTAT name=registry acquires=50 contended=1 spins=2 section=timed run=1\n\
+                    LOCKSTAT name=registry acquires=60 contended=0 spins=0 section=timed run=2\n\
+                    LOCKSTAT name=registry acquires=9000 contended=500 spins=900\n\
+                    LOCKSTAT name=heap acquires=5 contended=0 spins=0 section=timed\n\
+                    LOCKSTAT name=heap acquires=5 contended=0 spins=0 section=boot run=1\n";
+        let log = BootLog::parse(text.lines());
+        assert_eq!(log.malformed.len(), 2, "{:?}", log.malformed);
+        assert_eq!(log.lockstats.len(), 3);
+        assert_eq!(log.lockstats[1].timed_run, Some(2));
+        assert_eq!(log.lockstats[2].timed_run, None);
+        let (judged, timed) = log.judged_lockstats();
+        assert!(timed);
+        assert_eq!(
+            judged.iter().map(|l| l.acquires).collect::<Vec<_>>(),
+            vec![50, 60]
+        );
     }
 
     #[test]

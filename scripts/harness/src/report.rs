@@ -123,8 +123,13 @@ pub struct RingSummary {
     pub native_io_uring: String,
     /// Thread count -> median native io_uring NOPs per second.
     pub native_ops_per_s: BTreeMap<u32, f64>,
-    /// CPU count -> lock name -> LOCKSTAT totals over its boots.
+    /// CPU count -> lock name -> LOCKSTAT totals over its boots: the
+    /// timed-section lines (summed over the timed runs) of a boot that
+    /// printed them, else its end-of-scenario lines.
     pub lockstat: BTreeMap<u32, BTreeMap<String, crate::verdict::LockTotal>>,
+    /// What the LOCKSTAT totals cover: "timed", "whole scenario", or
+    /// "timed where printed, else whole scenario".
+    pub lockstat_section: String,
 }
 
 /// One CPU count's guest results.
@@ -307,6 +312,15 @@ pub fn markdown(s: &Summary) -> String {
     m
 }
 
+/// How the LOCKSTAT table names what its totals cover.
+fn lockstat_scope(section: &str) -> String {
+    if section == "timed" {
+        "timed sections only, summed over the timed runs".to_string()
+    } else {
+        section.to_string()
+    }
+}
+
 /// The ring tables: operations per second beside native io_uring, and
 /// the LOCKSTAT totals.
 fn ring_markdown(m: &mut String, s: &Summary, r: &RingSummary) {
@@ -339,7 +353,8 @@ fn ring_markdown(m: &mut String, s: &Summary, r: &RingSummary) {
     }
     let _ = writeln!(
         m,
-        "\nLOCKSTAT, summed over the boots of each CPU count (whole scenario; more than {:.0}% contended of at least {} acquisitions fails at 2+ CPUs):\n",
+        "\nLOCKSTAT, summed over the boots of each CPU count ({}; more than {:.0}% contended of at least {} acquisitions fails at 2+ CPUs):\n",
+        lockstat_scope(&r.lockstat_section),
         crate::verdict::MAX_CONTENDED_FRACTION * 100.0,
         crate::verdict::LOCKSTAT_MIN_ACQUIRES
     );

@@ -20,7 +20,9 @@
 //! io_uring NOPs on the host ([`native_ring`]), one ring per thread, timed
 //! the same way; if io_uring is unavailable the summary says so. Its
 //! `LOCKSTAT` lines are summed per CPU count and judged
-//! ([`verdict::check_lockstats`]).
+//! ([`verdict::check_lockstats`]): a boot's timed-section lines
+//! (`section=timed`, summed over its timed runs) when it printed any, else
+//! its end-of-scenario lines ([`BootLog::judged_lockstats`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -561,8 +563,17 @@ fn ring_summary(
         })
         .collect();
     let mut lockstat: BTreeMap<u32, BTreeMap<String, LockTotal>> = BTreeMap::new();
+    let (mut timed_boots, mut whole_boots) = (0, 0);
     for b in boots {
-        for l in &b.log.lockstats {
+        let (lines, timed) = b.log.judged_lockstats();
+        if !lines.is_empty() {
+            if timed {
+                timed_boots += 1;
+            } else {
+                whole_boots += 1;
+            }
+        }
+        for l in lines {
             let t = lockstat
                 .entry(b.record.cpus)
                 .or_default()
@@ -583,6 +594,12 @@ fn ring_summary(
         ),
         native_ops_per_s,
         lockstat,
+        lockstat_section: match (timed_boots, whole_boots) {
+            (_, 0) => "timed",
+            (0, _) => "whole scenario",
+            _ => "timed where printed, else whole scenario",
+        }
+        .to_string(),
     }
 }
 
@@ -637,6 +654,9 @@ fn print_result(s: &Summary, dir: &Path) {
             );
         }
         println!("native io_uring: {}", r.native_io_uring);
+        if !r.lockstat.is_empty() {
+            println!("LOCKSTAT totals cover: {}", r.lockstat_section);
+        }
         for (cpus, locks) in &r.lockstat {
             for (name, t) in locks {
                 println!(
@@ -751,6 +771,13 @@ mod tests {
     /// A ring boot: `smp` workers of 100 operations each, every timed run
     /// `ms` long, with LOCKSTAT lines.
     fn ring_boot(smp: u32, run: u32, ms: f64, contended: u64) -> Boot {
+        let lockstat =
+            format!("LOCKSTAT name=registry acquires=10000 contended={contended} spins=7\n");
+        ring_boot_with(smp, run, ms, &lockstat)
+    }
+
+    /// A ring boot as [`ring_boot`], with the given LOCKSTAT text.
+    fn ring_boot_with(smp: u32, run: u32, ms: f64, lockstat: &str) -> Boot {
         let mut text = String::new();
         for r in 1..=3 {
             for i in 0..smp {
@@ -762,7 +789,7 @@ mod tests {
             let n = 100 * smp;
             text += &format!("SCALE run={r} mode=thread workers={smp} cpus={smp} lo=0 hi=0 count={n} expected={n} ok=1 cycles=1 ms={ms} busy=1 kind=ring ops={n} ops_per_s=1\n");
         }
-        text += &format!("LOCKSTAT name=registry acquires=10000 contended={contended} spins=7\n");
+        text += lockstat;
         text += "SCENARIO ring-scale PASS\n";
         let log = BootLog::parse(text.lines());
         let record = BootRecord {
@@ -853,6 +880,72 @@ mod tests {
         // Only the 2-CPU boots are judged: the 1-CPU figure cannot be contention.
         assert_eq!(s.reasons.len(), 1, "{:?}", s.reasons);
         assert!(s.reasons[0].contains("cpus=2"));
+    }
+
+    #[test]
+    fn ring_lockstat_judges_the_timed_sections_only() {
+        // The whole scenario is contended 5% (setup), each of the three
+        // timed runs 0.5%: the timed lines, summed, decide and pass.
+        let mut timed = String::new();
+        for r in 1..=3 {
+            timed += &format!(
+                "LOCKSTAT name=registry acquires=2000 contended=10 spins=3 section=timed run={r}\n"
+            );
+        }
+        let both = format!("{timed}LOCKSTAT name=registry acquires=10000 contended=500 spins=9\n");
+        let boots = vec![
+            ring_boot_with(1, 1, 1000.0, &both),
+            ring_boot_with(2, 1, 1250.0, &both),
+        ];
+        let f = ring_findings(&boots);
+        let s = summarize(
+            &opts(),
+            "ring-scale",
+            chosen(Accel::Kvm),
+            &RING,
+            boots,
+            BTreeMap::new(),
+            f,
+        );
+        assert_eq!(s.verdict, "PASS", "{:?}", s.reasons);
+        let r = s.ring.as_ref().expect("ring summary");
+        assert_eq!(r.lockstat_section, "timed");
+        assert_eq!(r.lockstat[&2]["registry"].acquires, 6000);
+        assert_eq!(r.lockstat[&2]["registry"].contended, 30);
+        assert_eq!(r.lockstat[&2]["registry"].spins, 9);
+        let md = report::markdown(&s);
+        assert!(md.contains("timed sections only"), "{md}");
+        assert!(
+            md.contains("| 2 | registry | 6000 | 30 | 0.500 | 9 |"),
+            "{md}"
+        );
+
+        // The same boots without timed lines fall back to the whole
+        // scenario, and its 5% fails.
+        let whole = "LOCKSTAT name=registry acquires=10000 contended=500 spins=9\n";
+        let boots = vec![
+            ring_boot_with(1, 1, 1000.0, whole),
+            ring_boot_with(2, 1, 1250.0, whole),
+        ];
+        let f = ring_findings(&boots);
+        let s = summarize(
+            &opts(),
+            "ring-scale",
+            chosen(Accel::Kvm),
+            &RING,
+            boots,
+            BTreeMap::new(),
+            f,
+        );
+        assert!(
+            result_line(&s).ends_with("reason=contended FAIL"),
+            "{}",
+            result_line(&s)
+        );
+        assert_eq!(
+            s.ring.as_ref().expect("ring").lockstat_section,
+            "whole scenario"
+        );
     }
 
     fn chosen(accel: Accel) -> Chosen {

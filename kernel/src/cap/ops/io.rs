@@ -78,6 +78,25 @@ pub fn stats_busy(t: &Arc<Thread>, sqe: &Sqe) -> Result<Outcome, Error> {
     Ok(done(sqe, cpus as i64, crate::time::tsc_hz(), 0))
 }
 
+/// LockStat(cmd, run): zero the lock counters, or print them as
+/// timed-section LOCKSTAT lines tagged with `run` (one line per lock
+/// class: bounded). `BadOpcode` without lock statistics built in.
+pub fn lock_stat(sqe: &Sqe) -> Result<Outcome, Error> {
+    let cmd = sqe.args[0];
+    if cmd != abi::op::LOCKSTAT_RESET && cmd != abi::op::LOCKSTAT_PRINT {
+        return Err(Error::Invalid);
+    }
+    if !crate::sync::stat::ENABLED {
+        return Err(Error::BadOpcode);
+    }
+    if cmd == abi::op::LOCKSTAT_RESET {
+        crate::sync::stat::reset();
+    } else {
+        crate::sync::stat::print_timed(sqe.args[1]);
+    }
+    Ok(done(sqe, 0, 0, 0))
+}
+
 /// SysInfo: online CPUs and the TSC rate.
 pub fn sys_info(sqe: &Sqe) -> Result<Outcome, Error> {
     Ok(done(

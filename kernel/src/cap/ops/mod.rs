@@ -63,6 +63,7 @@ pub fn dispatch(t: &Arc<Thread>, sqe: &Sqe) -> Outcome {
         (Op::TimerNow, Cap::Timer) => io::timer_now(sqe),
         (Op::TimerSleep, Cap::Timer) => io::timer_sleep(t, sqe),
         (Op::StatsBusy, Cap::Stats) => io::stats_busy(t, sqe),
+        (Op::LockStat, Cap::Stats) => io::lock_stat(sqe),
         (Op::SysInfo, Cap::SelfProcess) => io::sys_info(sqe),
         (Op::MemStats, Cap::SelfProcess) => io::mem_stats(t, sqe),
         (Op::KernelMem, Cap::SelfProcess) => io::kernel_mem(t, sqe),

@@ -61,7 +61,7 @@ const STEPS: [smoke::Step; 6] = [
 ];
 
 /// Every opcode but Nop, with the kinds it accepts.
-const OPS: [(Op, &[CapKind]); 22] = [
+const OPS: [(Op, &[CapKind]); 23] = [
     (Op::ConsoleWrite, &[CapKind::Console]),
     (Op::TimerNow, &[CapKind::Timer]),
     (Op::TimerSleep, &[CapKind::Timer]),
@@ -94,6 +94,7 @@ const OPS: [(Op, &[CapKind]); 22] = [
     (Op::SetTls, &[CapKind::SelfProcess]),
     (Op::RingMode, &[CapKind::SelfProcess]),
     (Op::RingStats, &[CapKind::SelfProcess, CapKind::Thread]),
+    (Op::LockStat, &[CapKind::Stats]),
 ];
 
 /// The opcode's name for failure reasons (its Debug form, so that new
@@ -189,6 +190,14 @@ fn wrong_kind(a: &Args) -> Result<(), Fail> {
         "self",
         raw_call(Op::CapClose, SELF_SLOT, &[]),
         Error::Denied,
+    )?;
+    // LockStat on the right kind with a command it does not know: Invalid
+    // whether or not the kernel has lock statistics built in.
+    c.err(
+        "lock-stat",
+        "bad-command",
+        poisoned(Op::LockStat, need_cap(a, CapKind::Stats)?),
+        Error::Invalid,
     )?;
     // Everything still works after all that.
     open_gate()?;
