@@ -17,7 +17,10 @@
 //! `active` is the set of CPUs that have this space loaded in CR3; an
 //! unmapping shoots down exactly those (and flushes locally) before the
 //! frames are freed. Lock order: the space lock is taken after thread and
-//! process locks and before the frame allocator's.
+//! process locks and before the frame allocator's. It is a readers-writer
+//! lock: user copies and park-word reads of pages already present share
+//! it (sibling threads on other CPUs do not serialize); faults that fill a
+//! page, map, unmap and teardown take it exclusively.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -30,7 +33,7 @@ use super::budget::{self, Account, Kind};
 use super::frame::{self, Frame};
 use super::memobj::MemObject;
 use super::paging::{self, flags};
-use crate::sync::IrqMutex;
+use crate::sync::IrqRwLock;
 
 /// Most demand-zero regions one address space may hold (each `MemMap` adds
 /// one; a demand fault finds its region in O(log n)).
@@ -128,7 +131,7 @@ struct Inner {
 /// One process's address space.
 pub struct AddrSpace {
     root: Frame,
-    inner: IrqMutex<Inner, crate::sync::class::AddrSpace>,
+    inner: IrqRwLock<Inner, crate::sync::class::AddrSpace>,
     active: AtomicU64,
     root_freed: AtomicBool,
     /// Charged for the root, every user-half page table and every region.
@@ -153,7 +156,7 @@ impl AddrSpace {
         }
         Ok(Arc::new(AddrSpace {
             root,
-            inner: IrqMutex::new(Inner {
+            inner: IrqRwLock::new(Inner {
                 lazy: BTreeMap::new(),
                 anon_next: abi::layout::ANON_BASE,
                 objs: BTreeMap::new(),
@@ -252,7 +255,7 @@ impl AddrSpace {
     /// Maps `f` at `va`. With `owned`, the space frees it on unmap/teardown.
     pub fn map_frame(&self, va: u64, f: Frame, perm: Perm, owned: bool) -> Result<(), SpaceError> {
         check_user_page(va)?;
-        let inner = self.inner.lock();
+        let inner = self.inner.write();
         if inner.dead {
             return Err(SpaceError::BadAddress);
         }
@@ -263,7 +266,7 @@ impl AddrSpace {
     /// Reserves `[start, end)` as demand-zero memory (the main stack; not
     /// charged: every process has exactly one).
     pub fn add_lazy(&self, start: u64, end: u64, perm: Perm) {
-        self.inner.lock().lazy.insert(
+        self.inner.write().lazy.insert(
             start,
             Lazy {
                 start,
@@ -281,7 +284,7 @@ impl AddrSpace {
         if len == 0 {
             return Err(SpaceError::BadAddress);
         }
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.write();
         if inner.lazy.len() >= MAX_LAZY_REGIONS {
             return Err(SpaceError::NoMemory);
         }
@@ -331,7 +334,7 @@ impl AddrSpace {
             return Err(SpaceError::BadAddress);
         }
         {
-            let mut inner = self.inner.lock();
+            let mut inner = self.inner.write();
             let found = inner
                 .lazy
                 .get(&start)
@@ -359,7 +362,7 @@ impl AddrSpace {
         while at < end {
             let mut batch = paging::UnmapBatch::new();
             {
-                let inner = self.inner.lock();
+                let inner = self.inner.write();
                 if inner.dead {
                     return;
                 }
@@ -388,8 +391,32 @@ impl AddrSpace {
     /// Resolves a user fault at `va`: maps a zeroed page if `va` lies in a
     /// demand-zero region that allows the access. Returns whether it did.
     pub fn handle_fault(&self, va: u64, write: bool) -> bool {
-        let mut inner = self.inner.lock();
+        let mut inner = self.inner.write();
         self.populate_locked(&mut inner, va, write).is_ok()
+    }
+
+    /// The page frame of `va` if it is mapped already (checked for user
+    /// access, and write permission when `write`); `None` when it is not
+    /// present yet (a demand-zero page [`Self::populate_locked`] would
+    /// fill). Needs the space lock only for reading: the common case of a
+    /// user copy or a park on a mapped word, so sibling threads on other
+    /// CPUs do not serialize on their shared space.
+    fn present_locked(
+        &self,
+        inner: &Inner,
+        va: u64,
+        write: bool,
+    ) -> Option<Result<u64, SpaceError>> {
+        if inner.dead || va >= USER_END {
+            return Some(Err(SpaceError::BadAddress));
+        }
+        let (phys, f) = paging::translate(self.root, va & !(PAGE_SIZE - 1))?;
+        let ok = f & flags::USER != 0 && (!write || f & flags::WRITABLE != 0);
+        Some(if ok {
+            Ok(phys)
+        } else {
+            Err(SpaceError::BadAddress)
+        })
     }
 
     fn populate_locked(&self, inner: &mut Inner, va: u64, write: bool) -> Result<u64, SpaceError> {
@@ -437,7 +464,13 @@ impl AddrSpace {
         write: bool,
         f: impl FnOnce(u64) -> R,
     ) -> Result<R, SpaceError> {
-        let mut inner = self.inner.lock();
+        {
+            let inner = self.inner.read();
+            if let Some(page_phys) = self.present_locked(&inner, va, write) {
+                return Ok(f((page_phys? & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1))));
+            }
+        }
+        let mut inner = self.inner.write();
         let page_phys = self.populate_locked(&mut inner, va, write)?;
         Ok(f((page_phys & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1))))
     }
@@ -460,7 +493,7 @@ impl AddrSpace {
             .map_err(|_| SpaceError::NoMemory)?;
         let id = NEXT_MAP_ID.fetch_add(1, Ordering::Relaxed);
         let placed = {
-            let mut inner = self.inner.lock();
+            let mut inner = self.inner.write();
             let r = if inner.dead {
                 Err(SpaceError::BadAddress)
             } else if inner.objs.len() >= abi::limits::MEMOBJ_MAPPINGS_MAX {
@@ -490,7 +523,7 @@ impl AddrSpace {
             Ok(()) => Ok((start, id)),
             Err(e) => {
                 let removed = {
-                    let mut inner = self.inner.lock();
+                    let mut inner = self.inner.write();
                     let ours = inner.objs.get(&start).is_some_and(|m| m.id == id);
                     if ours {
                         inner.objs.remove(&start)
@@ -521,7 +554,7 @@ impl AddrSpace {
         let mut page = 0;
         while page < obj.pages() {
             {
-                let inner = self.inner.lock();
+                let inner = self.inner.write();
                 if inner.dead || inner.objs.get(&start).is_none_or(|m| m.id != id) {
                     return Err(SpaceError::BadAddress);
                 }
@@ -542,7 +575,7 @@ impl AddrSpace {
     /// mapping's id (the caller drops the object after waking parkers).
     pub fn unmap_object(&self, start: u64) -> Result<(Arc<MemObject>, u64), SpaceError> {
         let m = {
-            let mut inner = self.inner.lock();
+            let mut inner = self.inner.write();
             if inner.dead {
                 return Err(SpaceError::BadAddress);
             }
@@ -555,7 +588,7 @@ impl AddrSpace {
 
     /// Which object mapping backs `va`, if any: its provenance and id.
     pub fn provenance(&self, va: u64) -> Option<(Provenance, u64)> {
-        provenance_locked(&self.inner.lock(), va)
+        provenance_locked(&self.inner.read(), va)
     }
 
     /// Runs `f` with the physical address of the user byte `va` (checked
@@ -566,7 +599,17 @@ impl AddrSpace {
         va: u64,
         f: impl FnOnce(u64, Option<(Provenance, u64)>) -> R,
     ) -> Result<R, SpaceError> {
-        let mut inner = self.inner.lock();
+        {
+            let inner = self.inner.read();
+            if let Some(page_phys) = self.present_locked(&inner, va, false) {
+                let prov = provenance_locked(&inner, va);
+                return Ok(f(
+                    (page_phys? & !(PAGE_SIZE - 1)) + (va & (PAGE_SIZE - 1)),
+                    prov,
+                ));
+            }
+        }
+        let mut inner = self.inner.write();
         let page_phys = self.populate_locked(&mut inner, va, false)?;
         let prov = provenance_locked(&inner, va);
         Ok(f(
@@ -586,7 +629,7 @@ impl AddrSpace {
     /// may run wherever the last reference goes).
     fn teardown_with(&self, poll: bool) -> DetachedObjects {
         let objs = {
-            let mut inner = self.inner.lock();
+            let mut inner = self.inner.write();
             if inner.dead {
                 return DetachedObjects(BTreeMap::new());
             }
