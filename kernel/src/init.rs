@@ -242,6 +242,17 @@ pub fn process_ended(pid: u64, st: ExitStatus) {
 
 /// The scenario's `timeout_ms` passed.
 pub fn watchdog_fired() {
+    crate::sched::thread::report();
+    for c in crate::smp::online().iter() {
+        let s = crate::sched::cpu::cpu(c);
+        kprintln!(
+            "WATCHDOG cpu={} queued={} idle={} kicked={}",
+            c,
+            s.queued.load(core::sync::atomic::Ordering::Relaxed),
+            s.idle.load(core::sync::atomic::Ordering::Relaxed),
+            s.kicked.load(core::sync::atomic::Ordering::Relaxed)
+        );
+    }
     STATE.lock().failures.push(String::from("timeout"));
     finish();
 }

@@ -320,6 +320,33 @@ pub fn lookup(r: ThreadRef) -> Option<Arc<Thread>> {
     e.thread.clone()
 }
 
+/// Prints one `THREAD` line per registered thread (a watchdog report: what
+/// each thread waits for when a scenario stalls). Takes each slot's lock
+/// and then the thread's lock, one thread at a time.
+pub fn report() {
+    for chunk in TABLE.iter().filter_map(|c| c.get()) {
+        for slot in chunk.0.iter() {
+            let Some(t) = slot.lock().thread.clone() else {
+                continue;
+            };
+            let ti = t.inner.lock();
+            let sq_tail = ti.ring.as_ref().map(|r| r.sq_tail());
+            kprintln!(
+                "THREAD tid={} pid={} state={:?} sqpoll={:?} sq_head={} sq_tail={:?} cq_ready={} in_flight={} owner={:#x}",
+                t.tid,
+                t.process.pid,
+                ti.state,
+                ti.sqpoll.map(|m| m.asleep),
+                ti.sq_head,
+                sq_tail,
+                crate::cap::ring::cq_ready(&ti),
+                crate::cap::ring::in_flight(&ti),
+                t.poll_owner.load(Ordering::Relaxed),
+            );
+        }
+    }
+}
+
 /// Removes a thread from the registry: its references go stale at once.
 pub fn unregister(r: ThreadRef) {
     let mut reg = ALLOC.lock();

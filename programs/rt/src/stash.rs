@@ -116,15 +116,33 @@ pub fn collect<const N: usize>(
     stash: &mut Stash<N>,
     want: Option<u64>,
 ) -> Option<Cqe> {
+    collect_counting(ring, stash, want).0
+}
+
+/// [`collect`], and how many other completions it left in the CQ: 0 when
+/// it emptied the CQ into the stash, else the CQ's count before its scan
+/// for `want` (all of them someone else's). A waiter asks the kernel for
+/// one more than that. Counting after the scan instead would be a lost
+/// wakeup: a completion that lands between the scan and the count (an
+/// SQPOLL poller, a timer on another CPU) would be counted as someone
+/// else's, and the waiter would wait for one more that never comes.
+pub fn collect_counting<const N: usize>(
+    ring: &Ring,
+    stash: &mut Stash<N>,
+    want: Option<u64>,
+) -> (Option<Cqe>, u32) {
     while !stash.is_full() {
-        let c = ring.pop()?;
+        let Some(c) = ring.pop() else {
+            return (None, 0);
+        };
         if Some(c.user_data) == want {
-            return Some(c);
+            return (Some(c), 0);
         }
         // Cannot fail: the stash has room.
         let _ = stash.put(c);
     }
-    want.and_then(|w| ring.take(w))
+    let left = ring.cq_ready().unwrap_or(0);
+    (want.and_then(|w| ring.take(w)), left)
 }
 
 /// Whether neither side can move: the stash and the CQ hold only
@@ -167,15 +185,15 @@ pub fn wait_for<const N: usize>(
         if let Some(c) = stash.take(token) {
             return c;
         }
-        if let Some(c) = collect(ring, stash, Some(token)) {
+        let (found, held) = collect_counting(ring, stash, Some(token));
+        if let Some(c) = found {
             return c;
         }
         if stuck(ring, stash) {
             return error_cqe(token, Error::Busy);
         }
-        // Everything the CQ holds now is someone else's (and stays there
-        // when the stash is full): wait for one more.
-        let held = ring.cq_ready().unwrap_or(0);
+        // The `held` completions the scan saw are someone else's (they
+        // stay in the CQ when the stash is full): wait for one more.
         if let Err(e) = enter(u64::from(held) + 1, TIMEOUT_NEVER) {
             return error_cqe(token, e);
         }
@@ -332,6 +350,30 @@ mod tests {
         assert_eq!(c.result, 42);
         assert_eq!(k.mins, [4]);
         assert_eq!(ring.cq_ready(), Some(3));
+    }
+
+    #[test]
+    fn counting_names_only_what_the_scan_saw() {
+        let mut k = Kernel::new();
+        let ring = k.ring();
+        // Room in the stash: the CQ is emptied, nothing is left to count.
+        let mut s = Stash::<4>::new();
+        for ud in [1, 2] {
+            assert!(k.post(cqe(ud, 0)));
+        }
+        assert_eq!(collect_counting(&ring, &mut s, Some(9)), (None, 0));
+        assert_eq!(s.len(), 2);
+        // A completion landing after the scan is not counted as someone
+        // else's: the next wait asks for exactly one more than before.
+        assert!(k.post(cqe(9, 9)));
+        let (found, left) = collect_counting(&ring, &mut s, Some(9));
+        assert_eq!((found.map(|c| c.user_data), left), (Some(9), 0));
+        // A full stash: the CQ's count before the scan.
+        let mut f = full_stash();
+        for ud in [3, 4, 5] {
+            assert!(k.post(cqe(ud, 0)));
+        }
+        assert_eq!(collect_counting(&ring, &mut f, Some(9)), (None, 3));
     }
 
     #[test]
