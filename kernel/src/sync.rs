@@ -181,17 +181,25 @@ impl<T, C: LockClass> IrqRwLock<T, C> {
     }
 
     /// Exclusive access: waits for every reader and writer to leave.
+    /// Writers go first: the writer takes the upgradeable read (spin's
+    /// readers back off while it is held, so no new reader gets in) and
+    /// then waits only for the readers already inside. Without that, a
+    /// stream of overlapping readers (sibling threads' user copies on
+    /// other CPUs) could keep a writer spinning, interrupts off, forever.
     pub fn write(&self) -> IrqWriteGuard<'_, T> {
         let irq = IrqRestore::save_and_disable();
-        let guard = if cfg!(feature = "lockstat") {
+        let upgradeable = if cfg!(feature = "lockstat") {
             acquire::<C, _>(
-                || self.inner.try_write(),
-                || self.inner.writer_count() != 0 || self.inner.reader_count() != 0,
+                || self.inner.try_upgradeable_read(),
+                || self.inner.writer_count() != 0,
             )
         } else {
-            self.inner.write()
+            self.inner.upgradeable_read()
         };
-        IrqWriteGuard { guard, _irq: irq }
+        IrqWriteGuard {
+            guard: upgradeable.upgrade(),
+            _irq: irq,
+        }
     }
 }
 
