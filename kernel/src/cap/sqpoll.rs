@@ -109,7 +109,7 @@ const _: () = assert!(crate::smp::MAX_CPUS <= 64);
 
 /// Whether any ring is awake (so CPUs must keep polling).
 pub fn awake() -> bool {
-    AWAKE.load(Ordering::Relaxed) > 0
+    AWAKE.load(Ordering::SeqCst) > 0
 }
 
 /// Whether a CPU busy with user code must tick for the poller: a ring is
@@ -138,10 +138,12 @@ impl PollSet {
             if let Some(e) = &mut self.entries[i] {
                 if e.awake != awake {
                     e.awake = awake;
+                    // SeqCst: the waker's increment and its later look at
+                    // IDLE_POLLING pair with idle_poll's clear-then-recheck.
                     if awake {
-                        AWAKE.fetch_add(1, Ordering::Relaxed);
+                        AWAKE.fetch_add(1, Ordering::SeqCst);
                     } else {
-                        AWAKE.fetch_sub(1, Ordering::Relaxed);
+                        AWAKE.fetch_sub(1, Ordering::SeqCst);
                     }
                 }
             }
@@ -485,8 +487,16 @@ pub fn poll(me: usize) -> u32 {
 /// timers and other CPUs' requests; false when no ring is awake (halt).
 pub fn idle_poll(me: usize) -> bool {
     if !awake() {
+        // Clear this CPU's polling bit, then look again: a waker makes a
+        // ring awake and then reads IDLE_POLLING (tick_needed), both
+        // SeqCst, so either it sees the bit gone and ticks, or this look
+        // sees the ring awake and keeps polling. Looking only before the
+        // clear would let both miss: the ring awake, no tick, this CPU
+        // halted (a submission stranded until something else woke it).
         idle_end(me);
-        return false;
+        if !awake() {
+            return false;
+        }
     }
     if IDLE_POLLING.load(Ordering::Relaxed) & (1 << me) == 0 {
         // As before a halt: the poller needs no user address space (it
