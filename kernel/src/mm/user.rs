@@ -88,10 +88,10 @@ pub fn load_u32_with_provenance(
     }
     check_range(va, 4)?;
     space.with_user_word(va, |phys, prov| {
-        // SAFETY: an aligned u32 inside a user page that with_user_word
-        // checked and keeps mapped (space lock held); AtomicU32 has u32's
-        // layout, and user space only accesses the word atomically or
-        // racily as plain memory.
+        // An aligned u32 in a user page; user space touches it atomically
+        // or racily as plain memory, never as anything but a u32.
+        // SAFETY: with_user_word checked the page and keeps it mapped (the
+        // space lock is held); AtomicU32 has u32's layout.
         let a = unsafe { &*(phys_to_virt(phys) as *const AtomicU32) };
         (a.load(Ordering::SeqCst), prov)
     })

@@ -113,10 +113,9 @@ impl Mapping {
         if !offset.is_multiple_of(4) || offset.checked_add(4)? > self.len {
             return None;
         }
-        // SAFETY: the address is 4-aligned and inside this mapping, which
-        // stays mapped while `self` is borrowed (unmap consumes it); the
-        // memory is shared with other processes, and AtomicU32 is the right
-        // type for memory others change concurrently.
+        // Shared with other processes, so only atomic access is sound.
+        // SAFETY: 4-aligned and inside this mapping, which stays mapped
+        // while `self` is borrowed (unmap consumes it).
         Some(unsafe { &*((self.addr + offset) as *const AtomicU32) })
     }
 

@@ -107,26 +107,60 @@ pub enum Dest {
 pub trait LocalApic: Sync {
     /// Which interface this is.
     fn mode(&self) -> ApicChoice;
+    /// Reads the 32-bit register at xAPIC `offset` (the backends differ
+    /// in how: MMIO, or MSR `0x800 + offset / 16`).
+    fn read(&self, offset: u64) -> u32;
+    /// Writes the 32-bit register at xAPIC `offset`.
+    fn write(&self, offset: u64, value: u32);
     /// This CPU's APIC id.
     fn id(&self) -> u32;
-    /// Software-enables the APIC on this CPU with `spurious_vector`, masks
-    /// the error LVT and accepts every priority.
-    fn enable(&self, spurious_vector: u8);
-    /// Signals the end of the interrupt being handled.
-    fn eoi(&self);
     /// Sends `ipi` to `dest`. Waits (bounded) for the previous send to leave.
     fn send_ipi(&self, dest: Dest, ipi: Ipi);
+
+    /// Software-enables the APIC on this CPU with `spurious_vector`, masks
+    /// the error LVT and accepts every priority.
+    fn enable(&self, spurious_vector: u8) {
+        self.write(reg::TPR, 0);
+        self.write(reg::LVT_ERROR, LVT_MASKED);
+        self.write(reg::ESR, 0);
+        self.write(reg::SPURIOUS, SPURIOUS_ENABLE | u32::from(spurious_vector));
+    }
+
+    /// Signals the end of the interrupt being handled.
+    fn eoi(&self) {
+        self.write(reg::EOI, 0);
+    }
+
     /// Starts the timer: fire `vector` after `count` ticks (of the divided
     /// clock), once or every `count` ticks.
-    fn timer_start(&self, vector: u8, count: u32, periodic: bool);
+    fn timer_start(&self, vector: u8, count: u32, periodic: bool) {
+        let mode = if periodic { LVT_TIMER_PERIODIC } else { 0 };
+        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
+        self.write(reg::LVT_TIMER, u32::from(vector) | mode);
+        self.write(reg::TIMER_INITIAL, count.max(1));
+    }
+
     /// Puts the timer in TSC-deadline mode on `vector` (it fires when the
     /// TSC reaches IA32_TSC_DEADLINE; writing that MSR arms it, 0 disarms).
-    /// Ends with a fence, so a deadline written next is ordered after it.
-    fn timer_deadline_mode(&self, vector: u8);
+    /// Ends with a fence, so a deadline written next is ordered after it
+    /// (SDM 11.5.4.1: in xAPIC mode WRMSR does not wait for the MMIO
+    /// write; x2APIC writes are WRMSRs and in order anyway, and the fence
+    /// costs little there).
+    fn timer_deadline_mode(&self, vector: u8) {
+        self.write(reg::LVT_TIMER, u32::from(vector) | LVT_TIMER_TSC_DEADLINE);
+        cpu::mfence();
+    }
+
     /// Stops the timer.
-    fn timer_stop(&self);
+    fn timer_stop(&self) {
+        self.write(reg::LVT_TIMER, LVT_MASKED);
+        self.write(reg::TIMER_INITIAL, 0);
+    }
+
     /// The timer's current count (counts down to zero).
-    fn timer_current(&self) -> u32;
+    fn timer_current(&self) -> u32 {
+        self.read(reg::TIMER_CURRENT)
+    }
 }
 
 /// The xAPIC: memory-mapped registers at `base` (kernel-virtual, uncached).
@@ -134,7 +168,11 @@ pub struct XApic {
     base: u64,
 }
 
-impl XApic {
+/// How long a previous IPI may stay pending before we send anyway (TSC
+/// cycles at an assumed 20 GHz upper bound: 1 ms or more).
+const ICR_PENDING_FAILSAFE_CYCLES: u64 = 20_000_000;
+
+impl LocalApic for XApic {
     fn read(&self, offset: u64) -> u32 {
         // SAFETY: `base` maps the APIC's 4 KiB register page uncached
         // (`init`), and `offset` is one of its 32-bit registers.
@@ -145,30 +183,13 @@ impl XApic {
         // SAFETY: as in `read`; the registers written here have no memory effects.
         unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
     }
-}
 
-/// How long a previous IPI may stay pending before we send anyway (TSC
-/// cycles at an assumed 20 GHz upper bound: 1 ms or more).
-const ICR_PENDING_FAILSAFE_CYCLES: u64 = 20_000_000;
-
-impl LocalApic for XApic {
     fn mode(&self) -> ApicChoice {
         ApicChoice::XApic
     }
 
     fn id(&self) -> u32 {
         self.read(reg::ID) >> 24
-    }
-
-    fn enable(&self, spurious_vector: u8) {
-        self.write(reg::TPR, 0);
-        self.write(reg::LVT_ERROR, LVT_MASKED);
-        self.write(reg::ESR, 0);
-        self.write(reg::SPURIOUS, SPURIOUS_ENABLE | u32::from(spurious_vector));
-    }
-
-    fn eoi(&self) {
-        self.write(reg::EOI, 0);
     }
 
     fn send_ipi(&self, dest: Dest, ipi: Ipi) {
@@ -193,31 +214,6 @@ impl LocalApic for XApic {
             cpu::sti();
         }
     }
-
-    fn timer_start(&self, vector: u8, count: u32, periodic: bool) {
-        let mode = if periodic { LVT_TIMER_PERIODIC } else { 0 };
-        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
-        self.write(reg::LVT_TIMER, u32::from(vector) | mode);
-        self.write(reg::TIMER_INITIAL, count.max(1));
-    }
-
-    fn timer_deadline_mode(&self, vector: u8) {
-        self.write(reg::LVT_TIMER, u32::from(vector) | LVT_TIMER_TSC_DEADLINE);
-        // SDM 11.5.4.1: in xAPIC mode the MMIO write that selects
-        // TSC-deadline mode must be ordered before the next WRMSR to
-        // IA32_TSC_DEADLINE (WRMSR does not wait for MMIO writes); MFENCE
-        // does it.
-        cpu::mfence();
-    }
-
-    fn timer_stop(&self) {
-        self.write(reg::LVT_TIMER, LVT_MASKED);
-        self.write(reg::TIMER_INITIAL, 0);
-    }
-
-    fn timer_current(&self) -> u32 {
-        self.read(reg::TIMER_CURRENT)
-    }
 }
 
 /// The x2APIC: this CPU's registers are MSRs `0x800 + offset / 16`.
@@ -237,7 +233,9 @@ impl X2Apic {
     fn msr(offset: u64) -> u32 {
         x2msr::BASE + (offset >> 4) as u32
     }
+}
 
+impl LocalApic for X2Apic {
     fn read(&self, offset: u64) -> u32 {
         cpu::rdmsr(Self::msr(offset)) as u32
     }
@@ -248,9 +246,7 @@ impl X2Apic {
         // written here hold no memory-safety invariant.
         unsafe { cpu::wrmsr(Self::msr(offset), u64::from(value)) }
     }
-}
 
-impl LocalApic for X2Apic {
     fn mode(&self) -> ApicChoice {
         ApicChoice::X2Apic
     }
@@ -258,17 +254,6 @@ impl LocalApic for X2Apic {
     fn id(&self) -> u32 {
         // x2APIC mode: the whole register is the 32-bit ID.
         self.read(reg::ID)
-    }
-
-    fn enable(&self, spurious_vector: u8) {
-        self.write(reg::TPR, 0);
-        self.write(reg::LVT_ERROR, LVT_MASKED);
-        self.write(reg::ESR, 0);
-        self.write(reg::SPURIOUS, SPURIOUS_ENABLE | u32::from(spurious_vector));
-    }
-
-    fn eoi(&self) {
-        self.write(reg::EOI, 0);
     }
 
     fn send_ipi(&self, dest: Dest, ipi: Ipi) {
@@ -287,30 +272,6 @@ impl LocalApic for X2Apic {
         };
         // SAFETY: as in `write`; the ICR only sends the interrupt.
         unsafe { cpu::wrmsr(x2msr::ICR, value) }
-    }
-
-    fn timer_start(&self, vector: u8, count: u32, periodic: bool) {
-        let mode = if periodic { LVT_TIMER_PERIODIC } else { 0 };
-        self.write(reg::TIMER_DIVIDE, DIVIDE_BY_16);
-        self.write(reg::LVT_TIMER, u32::from(vector) | mode);
-        self.write(reg::TIMER_INITIAL, count.max(1));
-    }
-
-    fn timer_deadline_mode(&self, vector: u8) {
-        self.write(reg::LVT_TIMER, u32::from(vector) | LVT_TIMER_TSC_DEADLINE);
-        // x2APIC writes are WRMSRs and stay in order with the next WRMSR
-        // to IA32_TSC_DEADLINE; the fence costs little and keeps both
-        // backends' contract the same.
-        cpu::mfence();
-    }
-
-    fn timer_stop(&self) {
-        self.write(reg::LVT_TIMER, LVT_MASKED);
-        self.write(reg::TIMER_INITIAL, 0);
-    }
-
-    fn timer_current(&self) -> u32 {
-        self.read(reg::TIMER_CURRENT)
     }
 }
 
@@ -379,10 +340,10 @@ pub fn enter_mode() {
     if base == target {
         return;
     }
-    // SAFETY: only the enable bits change; the base address stays. The
-    // transitions are the architectural ones (xAPIC -> x2APIC directly;
-    // x2APIC -> disabled -> xAPIC), and nothing uses this APIC meanwhile
-    // (interrupts are off during bring-up).
+    // The transitions are the architectural ones: xAPIC -> x2APIC
+    // directly; x2APIC -> disabled -> xAPIC.
+    // SAFETY: only the enable bits change (the base address stays), and
+    // nothing uses this APIC meanwhile (interrupts are off in bring-up).
     unsafe {
         if base & APIC_BASE_EXTD != 0 && *mode == ApicChoice::XApic {
             cpu::wrmsr(msr::APIC_BASE, keep);
